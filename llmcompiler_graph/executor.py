@@ -1,0 +1,259 @@
+"""The executor: invokes one LangChain tool for one task.
+
+Two paths give the same results, errors and validation:
+
+* **LangChain path** — ``tool.ainvoke(args, config)`` with a per-task run id, so
+  callbacks, tracing and LangGraph's ``tools`` stream mode see every call.
+* **Direct path** — when no callback handler listens to tool events (no tracer,
+  no ``tools`` stream mode), the tool's pydantic schema validates the arguments
+  and its function is called directly. ``tool.ainvoke`` redoes reflection on
+  every call (~0.4 ms here); a 1000-task plan would spend most of its time there.
+
+Sync tools run in a dedicated thread pool (the event loop's default pool has
+only ``cpu + 4`` threads, which would serialize wide plans on small machines)
+with the caller's context copied, so ``get_stream_writer()`` and tracing work
+inside them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import json
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import AsyncCallbackManager, BaseCallbackHandler
+from langchain_core.callbacks.base import AsyncCallbackHandler
+from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import patch_config, var_child_runnable_config
+from langchain_core.tools import BaseTool, StructuredTool
+from pydantic import BaseModel
+
+# Threads are created lazily, so a large cap costs nothing until a wide plan needs it.
+_THREADS_MAX = 256
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _thread_pool() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                _pool = ThreadPoolExecutor(_THREADS_MAX, thread_name_prefix="llmcompiler-tool")
+    return _pool
+
+
+async def run_in_thread(func: Callable[[], Any]) -> Any:
+    """Run ``func`` in the tool thread pool with the current context copied."""
+    ctx = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(_thread_pool(), ctx.run, func)
+
+
+_TOOL_EVENTS = ("on_tool_start", "on_tool_end", "on_tool_error")
+
+
+def _listens_to_tools(handler: BaseCallbackHandler) -> bool:
+    cls = type(handler)
+    for name in _TOOL_EVENTS:
+        impl = getattr(cls, name, None)
+        if impl is not None and impl not in (
+            getattr(BaseCallbackHandler, name, None),
+            getattr(AsyncCallbackHandler, name, None),
+        ):
+            return True
+    return False
+
+
+def callbacks_watch_tools(config: RunnableConfig) -> bool:
+    """Whether any callback handler of this run (tracers from the environment
+    included) would observe tool calls."""
+    manager = AsyncCallbackManager.configure(
+        inheritable_callbacks=config.get("callbacks"),
+        inheritable_tags=config.get("tags"),
+        inheritable_metadata=config.get("metadata"),
+    )
+    return any(_listens_to_tools(h) for h in manager.handlers)
+
+
+class ToolSpec:
+    """Per-tool facts computed once: how to call it and how to validate input.
+
+    Args:
+        tool: The LangChain tool.
+        timeout: Seconds after which a call of this tool is abandoned.
+    """
+
+    __slots__ = (
+        "defaults",
+        "direct",
+        "field_names",
+        "is_async",
+        "schema",
+        "string_fields",
+        "timeout",
+        "tool",
+    )
+
+    def __init__(self, tool: BaseTool, *, timeout: float | None = None) -> None:
+        self.tool = tool
+        self.timeout = timeout
+        schema = tool.args_schema
+        self.schema: type[BaseModel] | None = (
+            schema if isinstance(schema, type) and issubclass(schema, BaseModel) else None
+        )
+        self.field_names: list[str] = list(self.schema.model_fields) if self.schema else list(
+            tool.args
+        )
+        self.defaults: frozenset[str] = frozenset(
+            name
+            for name, info in (self.schema.model_fields.items() if self.schema else ())
+            if not info.is_required() and name not in ("args", "kwargs")
+        )
+        self.string_fields: frozenset[str] = frozenset(
+            name for name, prop in tool.args.items() if prop.get("type") == "string"
+        )
+        self.is_async = _has_native_async(tool)
+        self.direct = self._supports_direct_call()
+
+    def _supports_direct_call(self) -> bool:
+        tool = self.tool
+        if not isinstance(tool, StructuredTool) or self.schema is None:
+            return False
+        if tool.handle_tool_error or tool.handle_validation_error or tool.verbose:
+            return False
+        if tool.callbacks is not None or tool.response_format != "content":
+            return False
+        if tool._injected_args_keys:
+            return False
+        for fn in (tool.func, tool.coroutine):
+            if fn is None:
+                continue
+            params = inspect.signature(fn).parameters
+            # These ask LangChain to inject run information; only its own path provides it.
+            if "callbacks" in params or "run_manager" in params:
+                return False
+            if any(
+                p.annotation is RunnableConfig or p.annotation == "RunnableConfig"
+                for p in params.values()
+            ):
+                return False
+        return True
+
+    def bind_positional(self, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Map positional plan arguments onto the schema's fields, in order.
+
+        Raises:
+            TypeError: Too many positional arguments, or one given twice.
+        """
+        if not args:
+            return kwargs
+        names = self.field_names
+        if len(args) > len(names):
+            raise TypeError(
+                f"{self.tool.name}() takes {len(names)} argument(s) "
+                f"({', '.join(names) or 'none'}) but {len(args)} were given"
+            )
+        bound = dict(zip(names, args, strict=False))
+        for key, value in kwargs.items():
+            if key in bound:
+                raise TypeError(f"{self.tool.name}() got multiple values for argument {key!r}")
+            bound[key] = value
+        return bound
+
+    def validate(self, tool_input: dict[str, Any]) -> dict[str, Any]:
+        """Validate like ``BaseTool._parse_input`` does: the given fields plus
+        fields with schema defaults, as validated values."""
+        assert self.schema is not None
+        model = self.schema.model_validate(tool_input)
+        fields_set = model.model_fields_set
+        return {
+            name: getattr(model, name)
+            for name in self.schema.model_fields
+            if name in tool_input or name in fields_set or name in self.defaults
+        }
+
+    async def call_direct(self, tool_input: dict[str, Any], config: RunnableConfig) -> Any:
+        """The direct path: validate, then call the function with the run's config
+        made current, so ``get_stream_writer()`` and ``get_config()`` work.
+
+        Must run inside the task's own asyncio task: the config is set in that
+        task's context, which a sync tool's worker thread copies.
+        """
+        kwargs = self.validate(tool_input)
+        tool: StructuredTool = self.tool  # type: ignore[assignment]
+        var_child_runnable_config.set(config)
+        if tool.coroutine is not None:
+            return await tool.coroutine(**kwargs)
+        return await run_in_thread(functools.partial(tool.func, **kwargs))  # type: ignore[arg-type]
+
+    async def call_langchain(
+        self, tool_input: dict[str, Any], config: RunnableConfig, run_id: UUID
+    ) -> Any:
+        """The LangChain path: full tool interface, callbacks and tracing."""
+        task_config = patch_config(config, run_id=run_id, run_name=self.tool.name)
+        if self.is_async:
+            return await self.tool.ainvoke(tool_input, task_config)
+        return await run_in_thread(functools.partial(self.tool.invoke, tool_input, task_config))
+
+
+def _has_native_async(tool: BaseTool) -> bool:
+    if isinstance(tool, StructuredTool):
+        return tool.coroutine is not None
+    return type(tool)._arun is not BaseTool._arun
+
+
+def to_text(value: Any) -> str:
+    """The text form of a tool result, as a joiner or a string template sees it."""
+    if isinstance(value, str):
+        return value
+    content = getattr(value, "content", None)
+    if isinstance(content, str):
+        return content
+    if isinstance(value, (dict, list, tuple)):
+        try:
+            return json.dumps(value, ensure_ascii=False, default=str)
+        except (TypeError, ValueError):
+            return str(value)
+    return str(value)
+
+
+def describe_tools(tools: Mapping[str, ToolSpec]) -> str:
+    """Numbered tool signatures and descriptions for the planner prompt."""
+    lines = []
+    for n, spec in enumerate(tools.values(), 1):
+        tool = spec.tool
+        params = []
+        for name, schema in tool.args.items():
+            kind = _json_type(schema)
+            params.append(f"{name}: {kind}" if kind else name)
+        desc = " ".join((tool.description or "").split())
+        lines.append(f"{n}. {tool.name}({', '.join(params)}): {desc}")
+    return "\n".join(lines)
+
+
+def _json_type(schema: Mapping[str, Any]) -> str:
+    if "type" in schema:
+        kind = schema["type"]
+        if kind == "array" and isinstance(schema.get("items"), Mapping):
+            inner = _json_type(schema["items"])
+            return f"list[{inner}]" if inner else "list"
+        return {
+            "string": "str",
+            "integer": "int",
+            "number": "float",
+            "boolean": "bool",
+            "object": "dict",
+            "array": "list",
+            "null": "None",
+        }.get(kind, str(kind))
+    options = schema.get("anyOf") or schema.get("oneOf")
+    if options:
+        return " | ".join(t for t in (_json_type(o) for o in options) if t)
+    return ""

@@ -1,0 +1,151 @@
+"""``create_llm_compiler``: planner → scheduler → joiner, with a replan edge."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from langchain_core.language_models import LanguageModelLike
+from langchain_core.tools import BaseTool
+from langchain_core.tools import tool as as_tool
+from langgraph._internal._runnable import RunnableCallable
+from langgraph.graph import END, START, StateGraph
+
+from llmcompiler_graph.executor import ToolSpec
+from llmcompiler_graph.joiner import Joiner, route_after_joiner
+from llmcompiler_graph.planner import Planner
+from llmcompiler_graph.scheduler import Scheduler
+from llmcompiler_graph.state import LLMCompilerState
+
+GrammarOption = bool | Literal["llama.cpp", "vllm"] | None
+
+
+def create_llm_compiler(
+    model: LanguageModelLike,
+    tools: Sequence[BaseTool | Any],
+    *,
+    planner_model: LanguageModelLike | None = None,
+    joiner_model: LanguageModelLike | None = None,
+    max_replans: int = 2,
+    max_concurrency: int | None = None,
+    streaming_dispatch: bool = True,
+    examples: str | Sequence[str] | None = None,
+    planner_prompt: str | None = None,
+    joiner_prompt: str | None = None,
+    max_observation_chars: int | None = 4000,
+    tool_timeout: float | None = None,
+    tool_timeouts: Mapping[str, float] | None = None,
+    grammar: GrammarOption = None,
+    state_schema: type[Any] = LLMCompilerState,
+) -> StateGraph:
+    """Build an LLMCompiler agent graph: planner, scheduler and joiner nodes.
+
+    The planner streams a plan of tool calls, the scheduler runs each task the
+    moment its inputs exist (many at once), and the joiner answers or sends the
+    question back to the planner with its reason, at most ``max_replans`` times.
+
+    Args:
+        model: Any LangChain chat model; used for planner and joiner unless
+            they are given separately.
+        tools: LangChain tools (``@tool``, ``StructuredTool``, ``BaseTool``),
+            sync or async; plain functions are wrapped with ``@tool``.
+        planner_model: Chat model that writes plans (default ``model``).
+        joiner_model: Chat model that judges observations (default ``model``).
+        max_replans: How many times the joiner may ask for a new plan.
+        max_concurrency: At most this many tools run at once (``None``: no cap).
+        streaming_dispatch: Start tasks while the planner is still streaming
+            its plan. Turn off when you interrupt before the scheduler to review
+            plans: with it on, tools start before that interrupt.
+        examples: Few-shot plans appended to the planner prompt.
+        planner_prompt: Replaces the planner's system prompt; it may use the
+            fields ``{tools}``, ``{join_number}``, ``{start}``, ``{end_marker}``
+            and ``{examples}``.
+        joiner_prompt: Replaces the joiner's system prompt.
+        max_observation_chars: Observations longer than this are truncated,
+            with a visible marker, in what the LLMs read (state keeps all).
+        tool_timeout: Default seconds before a tool call is abandoned as an
+            error observation (``None``: no limit).
+        tool_timeouts: Per-tool overrides of ``tool_timeout``, by tool name.
+        grammar: Constrain the planner's and joiner's decoding with grammars
+            built from the tools: ``"llama.cpp"`` (GBNF), ``"vllm"``, ``True``
+            (llama.cpp), ``False``. ``None`` follows the model's metadata flag
+            ``{"llmcompiler_graph": {"grammar": ...}}`` that the local helper sets.
+        state_schema: A subclass of :class:`LLMCompilerState` to add keys.
+
+    Returns:
+        An uncompiled ``StateGraph``; call ``.compile()`` (with a checkpointer
+        if you like).
+
+    Example:
+        ```python
+        from langchain_core.messages import HumanMessage
+        from langchain_openai import ChatOpenAI
+        from llmcompiler_graph import create_llm_compiler
+
+        graph = create_llm_compiler(ChatOpenAI(model="gpt-4o-mini"), [search]).compile()
+        out = await graph.ainvoke({"messages": [HumanMessage("Is Paris bigger than Rome?")]})
+        print(out["messages"][-1].content)
+        ```
+    """
+    if max_replans < 0:
+        raise ValueError("max_replans must be >= 0")
+    if max_concurrency is not None and max_concurrency < 1:
+        raise ValueError("max_concurrency must be >= 1 or None")
+    timeouts = dict(tool_timeouts or {})
+    specs: dict[str, ToolSpec] = {}
+    for item in tools:
+        tool = item if isinstance(item, BaseTool) else as_tool(item)
+        if tool.name == "join":
+            raise ValueError("'join' is reserved for the end of a plan; rename the tool")
+        if tool.name in specs:
+            raise ValueError(f"two tools are named {tool.name!r}")
+        specs[tool.name] = ToolSpec(tool, timeout=timeouts.pop(tool.name, tool_timeout))
+    if timeouts:
+        raise ValueError(f"tool_timeouts names unknown tools: {sorted(timeouts)}")
+
+    planner_llm = planner_model or model
+    joiner_llm = joiner_model or model
+    planner = Planner(
+        planner_llm,
+        specs,
+        examples=examples,
+        system_prompt=planner_prompt,
+        streaming_dispatch=streaming_dispatch,
+        max_concurrency=max_concurrency,
+        max_observation_chars=max_observation_chars,
+        grammar=_grammar_dialect(grammar, planner_llm),
+    )
+    scheduler = Scheduler(specs, max_concurrency=max_concurrency)
+    joiner = Joiner(
+        joiner_llm,
+        max_replans=max_replans,
+        system_prompt=joiner_prompt,
+        max_observation_chars=max_observation_chars,
+        grammar=_grammar_dialect(grammar, joiner_llm),
+    )
+
+    builder = StateGraph(state_schema)
+    builder.add_node("planner", RunnableCallable(planner.node, planner.anode, name="planner"))
+    builder.add_node(
+        "scheduler", RunnableCallable(scheduler.node, scheduler.anode, name="scheduler")
+    )
+    builder.add_node("joiner", RunnableCallable(joiner.node, joiner.anode, name="joiner"))
+    builder.add_edge(START, "planner")
+    builder.add_edge("planner", "scheduler")
+    builder.add_edge("scheduler", "joiner")
+    builder.add_conditional_edges("joiner", route_after_joiner, ["planner", END])
+    return builder
+
+
+def _grammar_dialect(option: GrammarOption, model: LanguageModelLike) -> str | None:
+    if option is None:
+        metadata = getattr(model, "metadata", None) or {}
+        flag = (metadata.get("llmcompiler_graph") or {}).get("grammar")
+        return flag if flag in ("llama.cpp", "vllm") else None
+    if option is True:
+        return "llama.cpp"
+    if option is False:
+        return None
+    if option not in ("llama.cpp", "vllm"):
+        raise ValueError(f"grammar must be 'llama.cpp', 'vllm', a bool or None, not {option!r}")
+    return option

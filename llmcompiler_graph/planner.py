@@ -1,0 +1,275 @@
+"""The function-calling planner: prompts a chat model for a plan and streams it.
+
+With streaming dispatch, every task line is handed to a task-fetching unit the
+moment it is complete, so the first tools run while the model still writes the
+rest of the plan. The node itself returns the plan as plain records; the unit is
+picked up by the scheduler node.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel, LanguageModelLike
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from langchain_core.runnables import RunnableConfig
+
+from llmcompiler_graph._sync import run_sync
+from llmcompiler_graph.executor import ToolSpec, describe_tools
+from llmcompiler_graph.plan import END_OF_PLAN, PlanStreamParser
+from llmcompiler_graph.scheduler import TaskFetchingUnit, _writer, register
+from llmcompiler_graph.state import LLMCompilerState, ResultRecord, RoundRecord, usage_of
+
+PLANNER_SYSTEM_PROMPT = """\
+You are the planner of a tool-using assistant. Answer the user's question by \
+writing a plan: a numbered list of tool calls. Tasks that do not depend on each \
+other run at the same time, so split the work into as many independent calls \
+as you can.
+
+Tools:
+{tools}
+{join_number}. join(): ends the plan. After it, an assistant reads every result \
+and either answers the user or asks you for a new plan.
+
+Rules:
+- One task per line, written `N. tool_name(arguments)`. Number the tasks from \
+{start} upward, one higher each line.
+- Arguments are Python literals: quoted strings, numbers, True, False, None, \
+lists and dicts; positional, or as name=value.
+- To use the result of an earlier task, write $N, e.g. context=[$1, $2]. Inside \
+a string, $N is replaced by that result's text.
+- Use only the tools listed above. If none of them helps, write only the join line.
+- You may write `Thought: ...` on its own line before a task to reason briefly.
+- Finish with `N. join()` and then {end_marker}.{examples}"""
+
+REPLAN_PROMPT = """\
+Earlier rounds for this question (their tasks have already run):
+{history}
+
+A new plan is needed because: {reason}
+
+Write the new plan now, numbering from {start}. Do not repeat a task whose \
+result is above: use it as $N."""
+
+
+def format_examples(examples: str | Sequence[str] | None) -> str:
+    """Few-shot examples as an appendix to the planner's system prompt."""
+    if not examples:
+        return ""
+    items = [examples] if isinstance(examples, str) else list(examples)
+    body = "\n\n".join(e.strip() for e in items if e.strip())
+    return f"\n\nExamples of good plans:\n\n{body}" if body else ""
+
+
+def conversation(messages: Sequence[AnyMessage]) -> list[BaseMessage]:
+    """The conversation as text messages a planner or joiner can take.
+
+    Tool calls and tool messages from other agents of a parent graph are
+    rendered as text, since unpaired tool messages are rejected by most APIs.
+    """
+    out: list[BaseMessage] = []
+    for message in messages:
+        if isinstance(message, ToolMessage):
+            out.append(HumanMessage(f"[result of tool {message.name or ''}]: {message.text}"))
+        elif isinstance(message, AIMessage) and message.tool_calls:
+            calls = ", ".join(f"{c['name']}({c['args']})" for c in message.tool_calls)
+            out.append(AIMessage(f"{message.text}\n[called tools: {calls}]".strip()))
+        elif isinstance(message, (HumanMessage, AIMessage, SystemMessage)):
+            out.append(message)
+        else:
+            out.append(HumanMessage(message.text))
+    return out
+
+
+def render_round(
+    tasks: Sequence[Mapping[str, Any]],
+    results: Mapping[int, ResultRecord],
+    notes: Sequence[Mapping[str, str]],
+    *,
+    max_chars: int | None,
+) -> str:
+    """A round's plan with each task's observation, as planner and joiner read it."""
+    lines = []
+    for task in tasks:
+        if task["tool"] == "join":
+            continue
+        lines.append(f"{task['idx']}. {task['tool']}({task['args']})")
+        result = results.get(task["idx"])
+        if result is None:
+            lines.append("   Observation: (not run)")
+        else:
+            lines.append(f"   Observation: {truncate(result['content'], max_chars)}")
+    for note in notes:
+        lines.append(f"(planner output not run: {note['text']!r} — {note['reason']})")
+    return "\n".join(lines) if lines else "(the plan had no tasks)"
+
+
+def truncate(text: str, max_chars: int | None) -> str:
+    """Cut ``text`` to ``max_chars`` with a visible marker saying how much was cut."""
+    if max_chars is None or len(text) <= max_chars:
+        return text
+    cut = len(text) - max_chars
+    return f"{text[:max_chars]}… [truncated {cut} characters]"
+
+
+class Planner:
+    """The planner node.
+
+    Args:
+        model: Chat model that writes plans.
+        specs: Tools by name.
+        examples: Few-shot example plans.
+        system_prompt: Overrides :data:`PLANNER_SYSTEM_PROMPT` (same fields).
+        streaming_dispatch: Start tasks while the plan is still streaming.
+        max_concurrency: Cap on tools in flight.
+        max_observation_chars: Observations longer than this are cut in prompts.
+        grammar: ``"llama.cpp"`` or ``"vllm"`` to constrain decoding with a
+            grammar built from the tools; ``None``: free-form.
+    """
+
+    def __init__(
+        self,
+        model: LanguageModelLike,
+        specs: Mapping[str, ToolSpec],
+        *,
+        examples: str | Sequence[str] | None = None,
+        system_prompt: str | None = None,
+        streaming_dispatch: bool = True,
+        max_concurrency: int | None = None,
+        max_observation_chars: int | None = 4000,
+        grammar: str | None = None,
+    ) -> None:
+        self.model = model
+        self.specs = specs
+        self.examples = format_examples(examples)
+        self.system_prompt = system_prompt or PLANNER_SYSTEM_PROMPT
+        self.streaming_dispatch = streaming_dispatch
+        self.max_concurrency = max_concurrency
+        self.max_observation_chars = max_observation_chars
+        self.grammar = grammar
+        self._tool_text = describe_tools(specs)
+
+    def messages(self, state: LLMCompilerState, start: int) -> list[BaseMessage]:
+        """The planner prompt for the round that starts at index ``start``."""
+        system = self.system_prompt.format(
+            tools=self._tool_text,
+            join_number=len(self.specs) + 1,
+            start=start,
+            end_marker=END_OF_PLAN,
+            examples=self.examples,
+        )
+        messages: list[BaseMessage] = [SystemMessage(system), *conversation(state["messages"])]
+        if state.get("phase") == "replan":
+            rounds = state.get("rounds") or []
+            results = {r["idx"]: r for r in state.get("results") or []}
+            history = []
+            for rnd in rounds:
+                tasks = [t for t in state.get("tasks") or [] if t["round"] == rnd["round"]]
+                body = render_round(
+                    tasks, results, rnd.get("notes", ()), max_chars=self.max_observation_chars
+                )
+                history.append(f"Round {rnd['round'] + 1}:\n{body}")
+                if rnd.get("thought"):
+                    history.append(f"Assessment: {rnd['thought']}")
+            reason = rounds[-1].get("reason", "") if rounds else ""
+            messages.append(
+                HumanMessage(
+                    REPLAN_PROMPT.format(
+                        history="\n\n".join(history), reason=reason or "(none given)", start=start
+                    )
+                )
+            )
+        return messages
+
+    def _bound_model(self, start: int) -> LanguageModelLike:
+        if not self.grammar or not isinstance(self.model, BaseChatModel):
+            return self.model
+        from llmcompiler_graph.grammar import grammar_request_kwargs, plan_grammar
+
+        tools = [spec.tool for spec in self.specs.values()]
+        grammar = plan_grammar(tools, start_index=start)
+        return self.model.bind(**grammar_request_kwargs(grammar, self.grammar))
+
+    async def anode(self, state: LLMCompilerState, config: RunnableConfig) -> dict[str, Any]:
+        replanning = state.get("phase") == "replan"
+        prior_tasks = list(state.get("tasks") or []) if replanning else []
+        prior_results = list(state.get("results") or []) if replanning else []
+        rounds = list(state.get("rounds") or []) if replanning else []
+        round_no = len(rounds)
+        start = max((t["idx"] for t in prior_tasks), default=0) + 1
+        parser = PlanStreamParser(start, known={t["idx"] for t in prior_tasks})
+        unit: TaskFetchingUnit | None = None
+        if self.streaming_dispatch:
+            unit = TaskFetchingUnit(
+                self.specs,
+                config=config,
+                prior={r["idx"]: r for r in prior_results},
+                max_concurrency=self.max_concurrency,
+                round_no=round_no,
+                emit=_writer(),
+            )
+        planner_start = time.time()
+        text: list[str] = []
+        tasks = []
+        usage: dict[str, int] = {}
+        try:
+            async for chunk in self._bound_model(start).astream(
+                self.messages(state, start), config
+            ):
+                piece = chunk.text if isinstance(chunk, BaseMessage) else str(chunk)
+                _add_usage(usage, usage_of(chunk))
+                if parser.finished:
+                    continue  # drain the stream: usage arrives in its last chunk
+                text.append(piece)
+                for task in parser.feed(piece):
+                    tasks.append(task)
+                    if unit is not None:
+                        unit.submit(task)
+            for task in parser.close():
+                tasks.append(task)
+                if unit is not None:
+                    unit.submit(task)
+        except BaseException:
+            if unit is not None:
+                unit.cancel()
+            raise
+        dispatch_id = None
+        if unit is not None:
+            unit.close()
+            dispatch_id = register(unit)
+        records = [{**t.to_record(), "round": round_no} for t in tasks if not t.is_join]
+        round_record: RoundRecord = {
+            "round": round_no,
+            "start_index": start,
+            "plan": "".join(text),
+            "notes": [n.to_record() for n in parser.notes],
+            "planner_start": planner_start,
+            "planner_end": time.time(),
+            "planner_usage": usage,
+        }
+        update: dict[str, Any] = {
+            "tasks": prior_tasks + records,
+            "rounds": [*rounds, round_record],
+            "dispatch_id": dispatch_id,
+            "phase": "replan" if replanning else None,
+        }
+        if not replanning:
+            update.update(results=[], replans=0)
+        return update
+
+    def node(self, state: LLMCompilerState, config: RunnableConfig) -> dict[str, Any]:
+        return run_sync(self.anode(state, config))
+
+
+def _add_usage(total: dict[str, int], usage: dict[str, int]) -> None:
+    for key, value in usage.items():
+        total[key] = total.get(key, 0) + value

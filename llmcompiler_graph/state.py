@@ -1,0 +1,101 @@
+"""Graph state: plain, serializable data only (no tool objects, no parsed trees).
+
+Only the final answer enters ``messages``; plans, observations, timings and the
+history of rounds live in their own keys, so a parent graph that shares
+``messages`` sees one AIMessage per question.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NotRequired, TypedDict
+
+from langgraph.graph import MessagesState
+
+
+class TaskRecord(TypedDict):
+    """A planned task as kept in state.
+
+    ``args`` is the argument text verbatim; it is parsed again when needed, so
+    state never holds parser objects.
+    """
+
+    idx: int
+    tool: str
+    args: str
+    deps: list[int]
+    thought: str | None
+    error: str | None
+    round: int
+
+
+class ResultRecord(TypedDict):
+    """The outcome of one task.
+
+    ``value`` is the tool's raw result (what ``$N`` passes on); ``content`` its
+    text (what the joiner reads). Times are UNIX seconds.
+    """
+
+    idx: int
+    tool: str
+    ok: bool
+    value: Any
+    content: str
+    error: str | None
+    start: float
+    end: float
+    round: int
+
+
+class RoundRecord(TypedDict, total=False):
+    """One planner → scheduler → joiner round."""
+
+    round: int
+    start_index: int
+    plan: str
+    notes: list[dict[str, str]]
+    planner_start: float
+    planner_end: float
+    planner_usage: dict[str, int]
+    scheduler_start: float
+    scheduler_end: float
+    joiner_start: float
+    joiner_end: float
+    joiner_usage: dict[str, int]
+    joiner_reply: str
+    thought: str
+    action: Literal["finish", "replan"]
+    reason: str
+    answer: str
+    forced_finish: bool
+
+
+class LLMCompilerState(MessagesState):
+    """State of the LLMCompiler graph.
+
+    Attributes:
+        tasks: Every task planned for the current question, all rounds, in
+            index order.
+        results: Outcomes of finished tasks, in completion order.
+        rounds: Per-round history: plan text, notes on lines that were not
+            tasks, timings, token usage and the joiner's decision.
+        replans: Replans so far for the current question.
+        phase: ``"replan"`` while the joiner has asked for another plan;
+            ``"done"`` once the question is answered.
+        dispatch_id: Identifies the in-process task-fetching unit that the
+            planner fed (streaming dispatch); cleared by the scheduler.
+    """
+
+    tasks: NotRequired[list[TaskRecord]]
+    results: NotRequired[list[ResultRecord]]
+    rounds: NotRequired[list[RoundRecord]]
+    replans: NotRequired[int]
+    phase: NotRequired[Literal["replan", "done"] | None]
+    dispatch_id: NotRequired[str | None]
+
+
+def usage_of(message: Any) -> dict[str, int]:
+    """Token usage of an AIMessage(Chunk) as a plain dict (empty when unknown)."""
+    usage = getattr(message, "usage_metadata", None) or {}
+    return {
+        k: int(usage.get(k, 0) or 0) for k in ("input_tokens", "output_tokens", "total_tokens")
+    } if usage else {}
