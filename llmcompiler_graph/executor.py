@@ -31,7 +31,7 @@ from uuid import UUID
 from langchain_core.callbacks import AsyncCallbackManager, BaseCallbackHandler
 from langchain_core.callbacks.base import AsyncCallbackHandler
 from langchain_core.runnables import RunnableConfig
-from langchain_core.runnables.config import patch_config, var_child_runnable_config
+from langchain_core.runnables.config import var_child_runnable_config
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel
 
@@ -108,8 +108,8 @@ class ToolSpec:
         self.schema: type[BaseModel] | None = (
             schema if isinstance(schema, type) and issubclass(schema, BaseModel) else None
         )
-        self.field_names: list[str] = list(self.schema.model_fields) if self.schema else list(
-            tool.args
+        self.field_names: list[str] = (
+            list(self.schema.model_fields) if self.schema else list(tool.args)
         )
         self.defaults: frozenset[str] = frozenset(
             name
@@ -197,7 +197,7 @@ class ToolSpec:
         self, tool_input: dict[str, Any], config: RunnableConfig, run_id: UUID
     ) -> Any:
         """The LangChain path: full tool interface, callbacks and tracing."""
-        task_config = patch_config(config, run_id=run_id, run_name=self.tool.name)
+        task_config: RunnableConfig = {**config, "run_id": run_id, "run_name": self.tool.name}
         if self.is_async:
             return await self.tool.ainvoke(tool_input, task_config)
         return await run_in_thread(functools.partial(self.tool.invoke, tool_input, task_config))

@@ -256,8 +256,10 @@ class _ArgParser:
             if ch == ",":
                 self.pos += 1
             elif ch != closer:
-                raise self.error(f"expected ',' or {closer!r}") if ch else self.error(
-                    f"unclosed {opener!r}"
+                raise (
+                    self.error(f"expected ',' or {closer!r}")
+                    if ch
+                    else self.error(f"unclosed {opener!r}")
                 )
         self.depth -= 1
         if opener == "{":
@@ -285,7 +287,9 @@ class _ArgParser:
             parts.append(self.string())
             self.skip_ws()
             ch = self.peek()
-            if not (ch in "\"'" or (ch in "rRuU" and self.text[self.pos + 1 : self.pos + 2] in "\"'")):
+            if not (
+                ch in "\"'" or (ch in "rRuU" and self.text[self.pos + 1 : self.pos + 2] in "\"'")
+            ):
                 break
         return self.template("".join(parts))
 
@@ -501,9 +505,7 @@ class PlanParser:
             return None
         idx, tool = int(head.group(1)), head.group(2)
         if idx < self.next_index:
-            reason = (
-                f"task index {idx} does not increase (next index must be ≥ {self.next_index})"
-            )
+            reason = f"task index {idx} does not increase (next index must be ≥ {self.next_index})"
             self.notes.append(PlanNote(line, reason + "; line not run"))
             return None
         thought = " ".join(self._thought) or None

@@ -25,8 +25,12 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 
-from llmcompiler_graph._sync import run_sync
+try:  # where LangGraph keeps the run's checkpointer in the config
+    from langgraph._internal._constants import CONFIG_KEY_CHECKPOINTER
+except ImportError:  # pragma: no cover - older layout
+    CONFIG_KEY_CHECKPOINTER = "__pregel_checkpointer"
 
+from llmcompiler_graph._sync import run_sync
 from llmcompiler_graph.executor import ToolSpec, callbacks_watch_tools, to_text
 from llmcompiler_graph.plan import Ref, Task, Template
 from llmcompiler_graph.state import ResultRecord
@@ -426,12 +430,19 @@ class Scheduler:
                 round_no=round_no,
                 emit=writer,
             )
-            tasks = [Task.from_record(t) for t in state.get("tasks") or [] if t["round"] == round_no]
+            tasks = [
+                Task.from_record(t) for t in state.get("tasks") or [] if t["round"] == round_no
+            ]
             for task in pending_in(tasks, done):
                 unit.submit(task)
         new = await unit.wait()
+        _checkpoint_safe(new.values(), config)
         if rounds:
-            rounds[-1] = {**rounds[-1], "scheduler_start": scheduler_start, "scheduler_end": time.time()}
+            rounds[-1] = {
+                **rounds[-1],
+                "scheduler_start": scheduler_start,
+                "scheduler_end": time.time(),
+            }
         return {
             "results": results + sorted(new.values(), key=lambda r: r["end"]),
             "rounds": rounds,
@@ -440,6 +451,26 @@ class Scheduler:
 
     def node(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
         return run_sync(self.anode(state, config))
+
+
+def _checkpoint_safe(results: Iterable[ResultRecord], config: RunnableConfig) -> None:
+    """Keep a result as its text when the run's checkpointer cannot store it.
+
+    A tool may return any object; one the serializer rejects would otherwise
+    fail the whole run at the next checkpoint. References within the round
+    already got the raw object.
+    """
+    checkpointer = (config.get("configurable") or {}).get(CONFIG_KEY_CHECKPOINTER)
+    serde = getattr(checkpointer, "serde", None)
+    if serde is None:
+        return
+    for record in results:
+        if record["ok"] and not isinstance(record["value"], (str, int, float, bool, type(None))):
+            try:
+                serde.dumps_typed(record["value"])
+            except Exception:
+                record["value"] = record["content"]
+                record["value_as_text"] = True
 
 
 def _writer() -> Emit | None:

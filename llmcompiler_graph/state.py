@@ -32,7 +32,8 @@ class ResultRecord(TypedDict):
     """The outcome of one task.
 
     ``value`` is the tool's raw result (what ``$N`` passes on); ``content`` its
-    text (what the joiner reads). Times are UNIX seconds.
+    text (what the joiner reads). Times are UNIX seconds. ``value_as_text`` marks
+    a value the checkpointer could not store, kept as its text instead.
     """
 
     idx: int
@@ -44,6 +45,7 @@ class ResultRecord(TypedDict):
     start: float
     end: float
     round: int
+    value_as_text: NotRequired[bool]
 
 
 class RoundRecord(TypedDict, total=False):
@@ -96,6 +98,8 @@ class LLMCompilerState(MessagesState):
 def usage_of(message: Any) -> dict[str, int]:
     """Token usage of an AIMessage(Chunk) as a plain dict (empty when unknown)."""
     usage = getattr(message, "usage_metadata", None) or {}
-    return {
-        k: int(usage.get(k, 0) or 0) for k in ("input_tokens", "output_tokens", "total_tokens")
-    } if usage else {}
+    return (
+        {k: int(usage.get(k, 0) or 0) for k in ("input_tokens", "output_tokens", "total_tokens")}
+        if usage
+        else {}
+    )

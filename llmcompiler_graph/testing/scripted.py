@@ -1,5 +1,8 @@
 """A small hand-written fake chat model that streams scripted text.
 
+Used by the test suite and the core benchmark; handy for testing your own
+graphs offline too.
+
 Each call takes the next scripted reply (or a callable computing one from the
 messages), splits it into chunks and streams them with a per-chunk delay, so
 tests can observe tools starting while the "planner" is still writing.

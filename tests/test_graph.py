@@ -1,0 +1,406 @@
+"""The compiled graph: shape, streaming dispatch, replanning, streams, embedding,
+checkpointers, sync API and resuming from a checkpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.tools import tool
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, MessagesState, StateGraph
+
+from llmcompiler_graph import create_llm_compiler
+from llmcompiler_graph.joiner import MUST_FINISH
+from llmcompiler_graph.scheduler import _UNITS
+from llmcompiler_graph.testing.scripted import ScriptedChatModel, finish, replan
+
+
+@tool
+async def search(query: str) -> str:
+    """Search the web for a query."""
+    await asyncio.sleep(0.3)
+    return f"result for {query}"
+
+
+@tool
+def lookup(key: str) -> dict:
+    """Look a key up (sync tool)."""
+    time.sleep(0.2)
+    get_stream_writer()({"event": "tool_progress", "key": key})
+    return {"key": key, "value": len(key)}
+
+
+PLAN = """Thought: two independent searches, then combine.
+1. search(query="France population")
+2. search("Germany population")
+3. lookup(key="$1 vs $2")
+4. join()<END_OF_PLAN>"""
+
+
+def question(text: str = "Which is bigger?") -> dict[str, Any]:
+    return {"messages": [HumanMessage(text)]}
+
+
+def test_graph_shape_is_three_nodes_and_a_replan_edge() -> None:
+    model = ScriptedChatModel(replies=[PLAN])
+    graph = create_llm_compiler(model, [search, lookup]).compile()
+    drawn = graph.get_graph()
+    assert set(drawn.nodes) == {"__start__", "planner", "scheduler", "joiner", "__end__"}
+    edges = {(e.source, e.target, e.conditional) for e in drawn.edges}
+    assert edges == {
+        ("__start__", "planner", False),
+        ("planner", "scheduler", False),
+        ("scheduler", "joiner", False),
+        ("joiner", "planner", True),
+        ("joiner", "__end__", True),
+    }
+    mermaid = graph.get_graph().draw_mermaid()
+    assert "joiner -.-> planner" in mermaid and "planner --> scheduler" in mermaid
+
+
+async def test_answer_is_one_ai_message_and_details_live_in_other_keys() -> None:
+    model = ScriptedChatModel(replies=[PLAN, finish("Germany (by about 16 million)")])
+    graph = create_llm_compiler(model, [search, lookup]).compile()
+    out = await graph.ainvoke(question())
+    assert [type(m) for m in out["messages"]] == [HumanMessage, AIMessage]
+    assert out["messages"][-1].content == "Germany (by about 16 million)"
+    assert [t["idx"] for t in out["tasks"]] == [1, 2, 3]
+    results = {r["idx"]: r for r in out["results"]}
+    assert results[3]["value"] == {
+        "key": "result for France population vs result for Germany population",
+        "value": len("result for France population vs result for Germany population"),
+    }
+    assert out["rounds"][0]["action"] == "finish"
+    assert out["rounds"][0]["planner_usage"]["output_tokens"] > 0
+    # The joiner saw every call and observation.
+    joiner_prompt = model.calls[1][-1].content
+    assert 'search(query="France population")' in joiner_prompt
+    assert "result for Germany population" in joiner_prompt
+
+
+async def test_streaming_dispatch_starts_tools_while_planner_streams() -> None:
+    model = ScriptedChatModel(replies=[PLAN, finish("x")], chunk_delay=0.25)
+    graph = create_llm_compiler(model, [search, lookup]).compile()
+    started: dict[int, float] = {}
+    planner_done = None
+    async for mode, chunk in graph.astream(question(), stream_mode=["custom", "updates"]):
+        if mode == "custom" and chunk.get("event") == "task_started":
+            started[chunk["idx"]] = time.time()
+        if mode == "updates" and "planner" in chunk:
+            planner_done = time.time()
+    assert planner_done is not None
+    # Task 1 is dispatched the moment its line completes, ~2 lines before the end.
+    assert started[1] < planner_done - 0.3
+    assert started[2] < planner_done
+
+
+async def test_without_streaming_dispatch_tools_start_after_planner() -> None:
+    model = ScriptedChatModel(replies=[PLAN, finish("x")], chunk_delay=0.1)
+    graph = create_llm_compiler(model, [search, lookup], streaming_dispatch=False).compile()
+    out = await graph.ainvoke(question())
+    first_start = min(r["start"] for r in out["results"])
+    assert first_start >= out["rounds"][0]["planner_end"]
+
+
+async def test_custom_events_arrive_as_they_happen() -> None:
+    model = ScriptedChatModel(replies=[PLAN, finish("x")])
+    graph = create_llm_compiler(model, [search, lookup]).compile()
+    seen = []
+    async for mode, chunk in graph.astream(question(), stream_mode=["custom", "updates"]):
+        seen.append((time.time(), mode, chunk))
+    finished_1 = next(
+        t
+        for t, m, c in seen
+        if m == "custom" and c.get("event") == "task_finished" and c["idx"] == 1
+    )
+    scheduler_update = next(t for t, m, c in seen if m == "updates" and "scheduler" in c)
+    assert finished_1 < scheduler_update - 0.1  # not delivered at node end
+    events = [c for _, m, c in seen if m == "custom"]
+    assert {
+        "event": "tool_progress",
+        "key": "result for France population vs result for Germany population",
+    } in events
+    started = [e for e in events if e.get("event") == "task_started"]
+    assert {e["idx"] for e in started} == {1, 2, 3}
+    assert started[-1]["args"] == {
+        "key": "result for France population vs result for Germany population"
+    }
+
+
+async def test_messages_stream_has_planner_and_joiner_tokens() -> None:
+    model = ScriptedChatModel(replies=[PLAN, finish("done")])
+    graph = create_llm_compiler(model, [search, lookup]).compile()
+    nodes = set()
+    text = {"planner": "", "joiner": ""}
+    async for token, meta in graph.astream(question(), stream_mode="messages"):
+        nodes.add(meta["langgraph_node"])
+        if meta["langgraph_node"] in text:
+            text[meta["langgraph_node"]] += token.content
+    assert {"planner", "joiner"} <= nodes
+    assert "1. search" in text["planner"] and "Finish(done)" in text["joiner"]
+
+
+async def test_tools_stream_mode_sees_each_tool_call() -> None:
+    model = ScriptedChatModel(replies=[PLAN, finish("done")])
+    graph = create_llm_compiler(model, [search, lookup]).compile()
+    events = [c async for c in graph.astream(question(), stream_mode="tools")]
+    started = [e for e in events if e["event"] == "tool-started"]
+    assert sorted(e["tool_name"] for e in started) == ["lookup", "search", "search"]
+    assert len([e for e in events if e["event"] == "tool-finished"]) == 3
+
+
+async def test_replan_sees_history_and_continues_numbering() -> None:
+    plan2 = '5. search(query="Germany population 2023", context=$2)\n6. join()<END_OF_PLAN>'
+    plan2 = '4. lookup(key="${1}")\n5. search(query="again $2")\n6. join()<END_OF_PLAN>'
+    model = ScriptedChatModel(
+        replies=[PLAN, replan("need a fresher figure"), plan2, finish("Germany")]
+    )
+    graph = create_llm_compiler(model, [search, lookup]).compile()
+    out = await graph.ainvoke(question())
+    assert out["messages"][-1].content == "Germany"
+    assert len(out["messages"]) == 2
+    assert [t["idx"] for t in out["tasks"]] == [1, 2, 3, 4, 5]
+    assert [t["round"] for t in out["tasks"]] == [0, 0, 0, 1, 1]
+    results = {r["idx"]: r for r in out["results"]}
+    assert results[5]["value"] == "result for again result for Germany population"
+    assert results[4]["value"]["key"] == "result for France population"
+    assert out["replans"] == 1
+    replanner_prompt = model.calls[2][-1].content
+    assert "need a fresher figure" in replanner_prompt
+    assert "result for France population" in replanner_prompt
+    assert "numbering from 4" in replanner_prompt
+    assert "numbering from 4" not in model.calls[0][0].content
+
+
+async def test_replan_cap_forces_an_answer_without_more_calls() -> None:
+    model = ScriptedChatModel(replies=[PLAN, replan("try again", thought="unsure")])
+    graph = create_llm_compiler(model, [search, lookup], max_replans=1).compile()
+    out = await graph.ainvoke(question())
+    # planner, joiner (replan), planner, joiner (told to finish, replans anyway): 4 calls.
+    assert len(model.calls) == 4
+    assert MUST_FINISH in model.calls[3][-1].content
+    assert MUST_FINISH not in model.calls[1][-1].content
+    assert out["messages"][-1].content == "try again"
+    assert out["rounds"][-1]["forced_finish"] is True
+    assert len(out["messages"]) == 2
+
+
+async def test_max_replans_zero_answers_from_first_round() -> None:
+    model = ScriptedChatModel(replies=[PLAN, replan("", thought="best guess: Germany")])
+    graph = create_llm_compiler(model, [search, lookup], max_replans=0).compile()
+    out = await graph.ainvoke(question())
+    assert len(model.calls) == 2
+    assert out["messages"][-1].content == "best guess: Germany"
+
+
+async def test_garbage_plan_and_garbage_joiner_still_answer() -> None:
+    model = ScriptedChatModel(replies=["I don't know how to plan.", "It is 42, I think."])
+    graph = create_llm_compiler(model, [search]).compile()
+    out = await graph.ainvoke(question())
+    assert out["messages"][-1].content == "It is 42, I think."
+    assert "not a task line" in model.calls[1][-1].content  # the joiner saw the ignored text
+
+
+async def test_second_question_in_thread_starts_fresh() -> None:
+    model = ScriptedChatModel(
+        replies=[
+            PLAN,
+            finish("first"),
+            '1. search("other")\n2. join()<END_OF_PLAN>',
+            finish("second"),
+        ]
+    )
+    graph = create_llm_compiler(model, [search, lookup]).compile(checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "t"}}
+    await graph.ainvoke(question("one?"), config)
+    out = await graph.ainvoke(question("two?"), config)
+    assert [m.content for m in out["messages"]] == ["one?", "first", "two?", "second"]
+    assert [t["idx"] for t in out["tasks"]] == [1]
+    assert len(out["rounds"]) == 1 and out["replans"] == 0
+
+
+def test_sync_invoke_and_stream() -> None:
+    model = ScriptedChatModel(replies=[PLAN, finish("sync answer")], chunk_delay=0.05)
+    graph = create_llm_compiler(model, [search, lookup]).compile()
+    events = list(graph.stream(question(), stream_mode=["custom", "updates"]))
+    assert [list(c) for m, c in events if m == "updates"] == [
+        ["planner"],
+        ["scheduler"],
+        ["joiner"],
+    ]
+    assert any(m == "custom" and c.get("event") == "tool_progress" for m, c in events)
+    model2 = ScriptedChatModel(replies=[PLAN, finish("sync answer")])
+    out = create_llm_compiler(model2, [search, lookup]).compile().invoke(question())
+    assert out["messages"][-1].content == "sync answer"
+
+
+async def test_embedded_as_subgraph_of_a_parent_graph() -> None:
+    model = ScriptedChatModel(replies=[PLAN, finish("from the compiler")])
+    compiler = create_llm_compiler(model, [search, lookup]).compile()
+
+    def before(state: MessagesState) -> dict:
+        return {"messages": [HumanMessage("Which is bigger, France or Germany?")]}
+
+    parent = StateGraph(MessagesState)
+    parent.add_node("before", before)
+    parent.add_node("agent", compiler)
+    parent.add_edge(START, "before")
+    parent.add_edge("before", "agent")
+    parent.add_edge("agent", END)
+    app = parent.compile(checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "p"}}
+    inner_nodes = set()
+    custom_from_inner = 0
+    async for ns, mode, chunk in app.astream(
+        {"messages": []}, config, stream_mode=["updates", "custom"], subgraphs=True
+    ):
+        if ns and mode == "updates":
+            inner_nodes.update(chunk)
+        if ns and mode == "custom":
+            custom_from_inner += 1
+    assert inner_nodes == {"planner", "scheduler", "joiner"}
+    assert custom_from_inner >= 6
+    state = await app.aget_state(config)
+    assert [m.content for m in state.values["messages"]] == [
+        "Which is bigger, France or Germany?",
+        "from the compiler",
+    ]
+
+
+async def test_sqlite_checkpointer_round_trips_state(tmp_path: Any) -> None:
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    model = ScriptedChatModel(
+        replies=[PLAN, replan("more"), '4. search("x")\n5. join()', finish("ok")]
+    )
+    async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "cp.sqlite")) as saver:
+        graph = create_llm_compiler(model, [search, lookup]).compile(checkpointer=saver)
+        config = {"configurable": {"thread_id": "s"}}
+        out = await graph.ainvoke(question(), config)
+        state = await graph.aget_state(config)
+        assert state.values["results"] == out["results"]
+        assert state.values["messages"][-1].content == "ok"
+        history = [s async for s in graph.aget_state_history(config)]
+        assert len(history) >= 7
+
+
+def test_sync_sqlite_checkpointer(tmp_path: Any) -> None:
+    import sqlite3
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    model = ScriptedChatModel(replies=[PLAN, finish("ok")])
+    saver = SqliteSaver(sqlite3.connect(tmp_path / "s.sqlite", check_same_thread=False))
+    graph = create_llm_compiler(model, [search, lookup]).compile(checkpointer=saver)
+    out = graph.invoke(question(), {"configurable": {"thread_id": "x"}})
+    assert out["messages"][-1].content == "ok"
+
+
+@pytest.mark.parametrize("streaming_dispatch", [True, False])
+async def test_resume_from_checkpoint_completes_from_state(streaming_dispatch: bool) -> None:
+    calls: list[str] = []
+
+    @tool
+    async def record(query: str) -> str:
+        """Record a call."""
+        calls.append(query)
+        return query.upper()
+
+    plan = '1. record("a")\n2. record("b $1")\n3. join()<END_OF_PLAN>'
+    model = ScriptedChatModel(replies=[plan, finish("resumed")])
+    graph = create_llm_compiler(model, [record], streaming_dispatch=streaming_dispatch).compile(
+        checkpointer=InMemorySaver(), interrupt_before=["scheduler"]
+    )
+    config = {"configurable": {"thread_id": "r"}}
+    await graph.ainvoke(question(), config)
+    # As after a restart: the in-process unit is gone, only the checkpoint is left.
+    for unit in list(_UNITS.values()):
+        unit.cancel()
+    _UNITS.clear()
+    await asyncio.sleep(0.05)
+    calls.clear()
+    out = await graph.ainvoke(None, config)
+    assert out["messages"][-1].content == "resumed"
+    assert calls == ["a", "b A"]
+
+
+async def test_planner_failure_cancels_dispatched_tools() -> None:
+    cancelled = asyncio.Event()
+
+    @tool
+    async def slow(query: str) -> str:
+        """Slow."""
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return query
+
+    def broken(messages: list) -> str:
+        raise RuntimeError("model went away")
+
+    class Failing(ScriptedChatModel):
+        async def _astream(self, messages, stop=None, run_manager=None, **kw):  # type: ignore[override]
+            async for chunk in super()._astream(messages, stop, run_manager, **kw):
+                yield chunk
+            raise RuntimeError("model went away")
+
+    model = Failing(replies=['1. slow("x")\n2. slow("y")\n'])
+    graph = create_llm_compiler(model, [slow]).compile()
+    with pytest.raises(RuntimeError, match="model went away"):
+        await graph.ainvoke(question())
+    await asyncio.wait_for(cancelled.wait(), 2)
+
+
+async def test_invalid_options_are_rejected() -> None:
+    model = ScriptedChatModel(replies=[PLAN])
+
+    @tool
+    def join(x: str) -> str:
+        """Reserved."""
+        return x
+
+    with pytest.raises(ValueError, match="reserved"):
+        create_llm_compiler(model, [join])
+    with pytest.raises(ValueError, match="two tools"):
+        create_llm_compiler(model, [search, search])
+    with pytest.raises(ValueError, match="max_concurrency"):
+        create_llm_compiler(model, [search], max_concurrency=0)
+    with pytest.raises(ValueError, match="unknown tools"):
+        create_llm_compiler(model, [search], tool_timeouts={"nope": 1})
+
+
+async def test_unserializable_result_is_kept_as_text_under_a_checkpointer() -> None:
+    import threading
+
+    class Handle:
+        def __init__(self) -> None:
+            self.lock = threading.Lock()  # no serializer can store this
+
+        def __str__(self) -> str:
+            return "handle#1"
+
+    @tool
+    def open_handle() -> object:
+        """Returns an object that cannot be checkpointed."""
+        return Handle()
+
+    @tool
+    def kind(obj: object) -> str:
+        """Type name of the input."""
+        return type(obj).__name__
+
+    model = ScriptedChatModel(replies=["1. open_handle()\n2. kind($1)\n3. join()", finish("ok")])
+    graph = create_llm_compiler(model, [open_handle, kind]).compile(checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "u"}}
+    out = await graph.ainvoke(question(), config)
+    results = {r["idx"]: r for r in out["results"]}
+    assert results[1]["value"] == "handle#1" and results[1]["value_as_text"] is True
+    assert results[2]["value"] == "Handle"  # within the round the raw object was passed on
+    assert (await graph.aget_state(config)).values["messages"][-1].content == "ok"
