@@ -1,4 +1,4 @@
-"""Test helpers: local stand-ins for external services (loopback only)."""
+"""Test helpers: fakes and local stand-ins for external services (loopback only)."""
 
 from llmcompiler_graph.testing.tavily_stub import DEFAULT_CORPUS, RecordedRequest, TavilyStub
 
