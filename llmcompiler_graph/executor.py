@@ -25,7 +25,7 @@ import json
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
 from langchain_core.callbacks import AsyncCallbackManager, BaseCallbackHandler
@@ -85,25 +85,48 @@ def callbacks_watch_tools(config: RunnableConfig) -> bool:
 class ToolSpec:
     """Per-tool facts computed once: how to call it and how to validate input.
 
+    Tool metadata may set ``requires_approval`` (bool), ``memoize`` (bool,
+    default true) and ``expected_latency`` (seconds, for critical-path-first
+    dispatch under a concurrency cap).
+
     Args:
         tool: The LangChain tool.
         timeout: Seconds after which a call of this tool is abandoned.
+        requires_approval: Overrides the tool metadata's ``requires_approval``.
+        memoize: Overrides the tool metadata's ``memoize``.
     """
 
     __slots__ = (
         "defaults",
         "direct",
+        "expected_latency",
         "field_names",
         "is_async",
+        "memoize",
+        "requires_approval",
         "schema",
         "string_fields",
         "timeout",
         "tool",
     )
 
-    def __init__(self, tool: BaseTool, *, timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        tool: BaseTool,
+        *,
+        timeout: float | None = None,
+        requires_approval: bool | None = None,
+        memoize: bool | None = None,
+    ) -> None:
         self.tool = tool
         self.timeout = timeout
+        meta = tool.metadata or {}
+        self.requires_approval = bool(
+            meta.get("requires_approval", False) if requires_approval is None else requires_approval
+        )
+        # Tools with side effects opt out: running them twice is the point.
+        self.memoize = bool(meta.get("memoize", True) if memoize is None else memoize)
+        self.expected_latency = float(meta.get("expected_latency", 1.0))
         schema = tool.args_schema
         self.schema: type[BaseModel] | None = (
             schema if isinstance(schema, type) and issubclass(schema, BaseModel) else None
@@ -257,3 +280,34 @@ def _json_type(schema: Mapping[str, Any]) -> str:
     if options:
         return " | ".join(t for t in (_json_type(o) for o in options) if t)
     return ""
+
+
+@runtime_checkable
+class ToolExecutor(Protocol):
+    """Where tool calls run, for tools it claims; the others run in-process.
+
+    The scheduler keeps dataflow, timeouts and error handling: an executor only
+    runs one validated call and returns its result or raises. Cancellation
+    arrives as ``asyncio.CancelledError`` in :meth:`acall`, and the executor
+    must stop the remote work then (a Ray task is cancelled, say).
+
+    Example:
+        ```python
+        class Remote:
+            def handles(self, spec: ToolSpec) -> bool:
+                return bool((spec.tool.metadata or {}).get("remote"))
+
+            async def acall(self, spec, tool_input, config):
+                return await my_cluster.run(spec.tool, tool_input)
+        ```
+    """
+
+    def handles(self, spec: ToolSpec) -> bool:
+        """Whether calls of this tool run on this executor."""
+        ...
+
+    async def acall(
+        self, spec: ToolSpec, tool_input: dict[str, Any], config: RunnableConfig
+    ) -> Any:
+        """Run one call of ``spec.tool`` with ``tool_input``; return its raw result."""
+        ...

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal
 
 from langchain_core.language_models import LanguageModelLike
@@ -11,10 +11,10 @@ from langchain_core.tools import tool as as_tool
 from langgraph._internal._runnable import RunnableCallable
 from langgraph.graph import END, START, StateGraph
 
-from llmcompiler_graph.executor import ToolSpec
+from llmcompiler_graph.executor import ToolExecutor, ToolSpec
 from llmcompiler_graph.joiner import Joiner, route_after_joiner
 from llmcompiler_graph.planner import Planner
-from llmcompiler_graph.scheduler import Scheduler
+from llmcompiler_graph.scheduler import Scheduler, SchedulingPolicy
 from llmcompiler_graph.state import LLMCompilerState
 
 GrammarOption = bool | Literal["llama.cpp", "vllm"] | None
@@ -28,13 +28,19 @@ def create_llm_compiler(
     joiner_model: LanguageModelLike | None = None,
     max_replans: int = 2,
     max_concurrency: int | None = None,
+    dispatch_order: Literal["critical_path", "fifo"] = "critical_path",
     streaming_dispatch: bool = True,
+    requires_approval: Collection[str] = (),
+    memoize: bool = True,
+    executor: ToolExecutor | None = None,
     examples: str | Sequence[str] | None = None,
     planner_prompt: str | None = None,
     joiner_prompt: str | None = None,
     max_observation_chars: int | None = 4000,
     tool_timeout: float | None = None,
     tool_timeouts: Mapping[str, float] | None = None,
+    run_timeout: float | None = None,
+    max_tasks: int | None = 100,
     grammar: GrammarOption = None,
     state_schema: type[Any] = LLMCompilerState,
 ) -> StateGraph:
@@ -53,9 +59,22 @@ def create_llm_compiler(
         joiner_model: Chat model that judges observations (default ``model``).
         max_replans: How many times the joiner may ask for a new plan.
         max_concurrency: At most this many tools run at once (``None``: no cap).
+        dispatch_order: With a cap, which ready task starts first:
+            ``"critical_path"`` (heads the longest remaining chain, weighing
+            tools by their ``expected_latency`` metadata) or ``"fifo"``.
         streaming_dispatch: Start tasks while the planner is still streaming
             its plan. Turn off when you interrupt before the scheduler to review
             plans: with it on, tools start before that interrupt.
+        requires_approval: Names of tools that need a human's approval before
+            each call (tool metadata ``requires_approval=True`` works too). The
+            run pauses with ``interrupt()``; resume with ``Command(resume=...)``
+            and ``"approve"``, ``"reject"``, ``{"action": "edit", "args": {...}}``
+            or a dict of such decisions by task index. Needs a checkpointer.
+        memoize: Within a question, a call identical to one of an earlier
+            round (same tool, same arguments) reuses its result. Tools opt out
+            with metadata ``memoize=False``.
+        executor: Runs the calls of the tools it claims elsewhere (e.g. Ray);
+            the rest run in-process.
         examples: Few-shot plans appended to the planner prompt.
         planner_prompt: Replaces the planner's system prompt; it may use the
             fields ``{tools}``, ``{join_number}``, ``{start}``, ``{end_marker}``
@@ -66,6 +85,10 @@ def create_llm_compiler(
         tool_timeout: Default seconds before a tool call is abandoned as an
             error observation (``None``: no limit).
         tool_timeouts: Per-tool overrides of ``tool_timeout``, by tool name.
+        run_timeout: Seconds the whole question may take; tasks still running
+            then become error observations and the joiner must answer.
+        max_tasks: Tasks beyond this many in one plan are not run (an error
+            observation says so); ``None``: no limit.
         grammar: Constrain the planner's and joiner's decoding with grammars
             built from the tools: ``"llama.cpp"`` (GBNF), ``"vllm"``, ``True``
             (llama.cpp), ``False``. ``None`` follows the model's metadata flag
@@ -99,9 +122,25 @@ def create_llm_compiler(
             raise ValueError("'join' is reserved for the end of a plan; rename the tool")
         if tool.name in specs:
             raise ValueError(f"two tools are named {tool.name!r}")
-        specs[tool.name] = ToolSpec(tool, timeout=timeouts.pop(tool.name, tool_timeout))
+        specs[tool.name] = ToolSpec(
+            tool,
+            timeout=timeouts.pop(tool.name, tool_timeout),
+            requires_approval=True if tool.name in requires_approval else None,
+        )
     if timeouts:
         raise ValueError(f"tool_timeouts names unknown tools: {sorted(timeouts)}")
+    unknown = set(requires_approval) - set(specs)
+    if unknown:
+        raise ValueError(f"requires_approval names unknown tools: {sorted(unknown)}")
+    if dispatch_order not in ("critical_path", "fifo"):
+        raise ValueError("dispatch_order must be 'critical_path' or 'fifo'")
+    policy = SchedulingPolicy(
+        max_concurrency=max_concurrency,
+        order=dispatch_order,
+        executor=executor,
+        memoize=memoize,
+        max_tasks=max_tasks,
+    )
 
     planner_llm = planner_model or model
     joiner_llm = joiner_model or model
@@ -111,11 +150,12 @@ def create_llm_compiler(
         examples=examples,
         system_prompt=planner_prompt,
         streaming_dispatch=streaming_dispatch,
-        max_concurrency=max_concurrency,
+        policy=policy,
+        run_timeout=run_timeout,
         max_observation_chars=max_observation_chars,
         grammar=_grammar_dialect(grammar, planner_llm),
     )
-    scheduler = Scheduler(specs, max_concurrency=max_concurrency)
+    scheduler = Scheduler(specs, policy)
     joiner = Joiner(
         joiner_llm,
         max_replans=max_replans,

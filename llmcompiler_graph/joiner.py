@@ -141,7 +141,10 @@ class Joiner:
 
     async def anode(self, state: LLMCompilerState, config: RunnableConfig) -> dict[str, Any]:
         replans = state.get("replans") or 0
-        must_finish = replans >= self.max_replans
+        deadline = state.get("deadline")
+        must_finish = replans >= self.max_replans or (
+            deadline is not None and time.time() >= deadline
+        )
         joiner_start = time.time()
         reply = await self._bound_model().ainvoke(
             self.messages(state, must_finish=must_finish), config

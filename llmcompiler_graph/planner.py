@@ -9,6 +9,7 @@ picked up by the scheduler node.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,8 +26,9 @@ from langchain_core.runnables import RunnableConfig
 
 from llmcompiler_graph._sync import run_sync
 from llmcompiler_graph.executor import ToolSpec, describe_tools
+from llmcompiler_graph.journal import Journal
 from llmcompiler_graph.plan import END_OF_PLAN, PlanStreamParser
-from llmcompiler_graph.scheduler import TaskFetchingUnit, _writer, register
+from llmcompiler_graph.scheduler import SchedulingPolicy, TaskFetchingUnit, _writer, register
 from llmcompiler_graph.state import LLMCompilerState, ResultRecord, RoundRecord, usage_of
 
 PLANNER_SYSTEM_PROMPT = """\
@@ -130,7 +132,8 @@ class Planner:
         examples: Few-shot example plans.
         system_prompt: Overrides :data:`PLANNER_SYSTEM_PROMPT` (same fields).
         streaming_dispatch: Start tasks while the plan is still streaming.
-        max_concurrency: Cap on tools in flight.
+        policy: How the dispatched tasks are run.
+        run_timeout: Seconds the whole run may take; sets ``state["deadline"]``.
         max_observation_chars: Observations longer than this are cut in prompts.
         grammar: ``"llama.cpp"`` or ``"vllm"`` to constrain decoding with a
             grammar built from the tools; ``None``: free-form.
@@ -144,7 +147,8 @@ class Planner:
         examples: str | Sequence[str] | None = None,
         system_prompt: str | None = None,
         streaming_dispatch: bool = True,
-        max_concurrency: int | None = None,
+        policy: SchedulingPolicy | None = None,
+        run_timeout: float | None = None,
         max_observation_chars: int | None = 4000,
         grammar: str | None = None,
     ) -> None:
@@ -153,7 +157,8 @@ class Planner:
         self.examples = format_examples(examples)
         self.system_prompt = system_prompt or PLANNER_SYSTEM_PROMPT
         self.streaming_dispatch = streaming_dispatch
-        self.max_concurrency = max_concurrency
+        self.policy = policy or SchedulingPolicy()
+        self.run_timeout = run_timeout
         self.max_observation_chars = max_observation_chars
         self.grammar = grammar
         self._tool_text = describe_tools(specs)
@@ -207,15 +212,18 @@ class Planner:
         round_no = len(rounds)
         start = max((t["idx"] for t in prior_tasks), default=0) + 1
         parser = PlanStreamParser(start, known={t["idx"] for t in prior_tasks})
+        # Names this round's unit and its journal, whether or not tasks start early.
+        dispatch_id = uuid.uuid4().hex
         unit: TaskFetchingUnit | None = None
         if self.streaming_dispatch:
             unit = TaskFetchingUnit(
                 self.specs,
+                self.policy,
                 config=config,
                 prior={r["idx"]: r for r in prior_results},
-                max_concurrency=self.max_concurrency,
                 round_no=round_no,
                 emit=_writer(),
+                journal=Journal.for_run(config, dispatch_id),
             )
         planner_start = time.time()
         text: list[str] = []
@@ -242,10 +250,9 @@ class Planner:
             if unit is not None:
                 unit.cancel()
             raise
-        dispatch_id = None
         if unit is not None:
             unit.close()
-            dispatch_id = register(unit)
+            register(unit, dispatch_id)
         records = [{**t.to_record(), "round": round_no} for t in tasks if not t.is_join]
         round_record: RoundRecord = {
             "round": round_no,
@@ -263,7 +270,8 @@ class Planner:
             "phase": "replan" if replanning else None,
         }
         if not replanning:
-            update.update(results=[], replans=0)
+            deadline = planner_start + self.run_timeout if self.run_timeout else None
+            update.update(results=[], replans=0, deadline=deadline)
         return update
 
     def node(self, state: LLMCompilerState, config: RunnableConfig) -> dict[str, Any]:

@@ -10,29 +10,32 @@ moment its plan line is complete, so tools start while the planner is still
 generating. The unit is registered under ``state["dispatch_id"]``; the scheduler
 node claims it and drains it. When no unit is found (streaming dispatch off, or
 a run resumed from a checkpoint, possibly in another process), the scheduler
-builds one from the tasks held in state, so the checkpoint alone suffices.
+builds one from the tasks held in state plus the round's journal, so the
+checkpoint alone suffices and finished tools do not run again.
+
+Tools that need approval never start early: the unit holds them, and once
+nothing else can run, the scheduler asks for approval with ``interrupt()``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
-
-try:  # where LangGraph keeps the run's checkpointer in the config
-    from langgraph._internal._constants import CONFIG_KEY_CHECKPOINTER
-except ImportError:  # pragma: no cover - older layout
-    CONFIG_KEY_CHECKPOINTER = "__pregel_checkpointer"
+from langgraph.types import interrupt
 
 from llmcompiler_graph._sync import run_sync
-from llmcompiler_graph.executor import ToolSpec, callbacks_watch_tools, to_text
-from llmcompiler_graph.plan import Ref, Task, Template
+from llmcompiler_graph.executor import ToolExecutor, ToolSpec, callbacks_watch_tools, to_text
+from llmcompiler_graph.journal import Journal, checkpointer_of, storable
+from llmcompiler_graph.plan import PlanParser, Ref, Task, Template, parse_arguments
 from llmcompiler_graph.state import ResultRecord
 
 Emit = Callable[[dict[str, Any]], None]
@@ -40,6 +43,42 @@ Emit = Callable[[dict[str, Any]], None]
 # An unclaimed unit (the run was cancelled between planner and scheduler) is
 # cancelled after this long so its tools cannot run on forever.
 CLAIM_TIMEOUT_S = 120.0
+APPROVAL_REQUEST = "llmcompiler_approval"
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulingPolicy:
+    """How a round's tasks are run.
+
+    Attributes:
+        max_concurrency: At most this many tools in flight; ``None``: no cap.
+        order: With a cap, which ready task goes first: ``"critical_path"``
+            (the one heading the longest remaining chain, by expected latency)
+            or ``"fifo"`` (plan order).
+        executor: Runs the calls of the tools it claims (e.g. on Ray).
+        memoize: Reuse an earlier round's result for an identical call.
+        max_tasks: Tasks beyond this many in one plan are not run.
+    """
+
+    max_concurrency: int | None = None
+    order: Literal["critical_path", "fifo"] = "critical_path"
+    executor: ToolExecutor | None = None
+    memoize: bool = True
+    max_tasks: int | None = None
+
+
+@dataclass(slots=True)
+class _Decision:
+    action: Literal["approve", "edit", "reject"]
+    args: dict[str, Any] | None = None
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class _Pending:
+    task: Task
+    waiting: int = 0
+    children: list[int] = field(default_factory=list)
 
 
 class TaskFetchingUnit:
@@ -47,95 +86,130 @@ class TaskFetchingUnit:
 
     Args:
         specs: The tools by name.
+        policy: Concurrency cap, dispatch order, executor, memoization, limits.
         config: The run config passed to tools (callbacks, tags, metadata).
-        prior: Results of earlier rounds, by index (references may use them).
-        max_concurrency: At most this many tools in flight; ``None``: no cap.
+        prior: Results already known, by index: earlier rounds', and this
+            round's from the journal after a resume.
         round_no: The round these tasks belong to (recorded in results).
         emit: Receives ``task_started`` / ``task_finished`` events.
         direct_calls: Use the direct tool path; ``None`` decides from the
             config's callback handlers (direct only when none watches tools).
+        journal: Where finished results are made durable.
 
     Example:
         >>> async def run(unit, tasks):  # doctest: +SKIP
         ...     for task in tasks:
         ...         unit.submit(task)
-        ...     unit.close()
         ...     return await unit.wait()
     """
 
     def __init__(
         self,
         specs: Mapping[str, ToolSpec],
+        policy: SchedulingPolicy | None = None,
         *,
         config: RunnableConfig,
         prior: Mapping[int, ResultRecord] | None = None,
-        max_concurrency: int | None = None,
         round_no: int = 0,
         emit: Emit | None = None,
         direct_calls: bool | None = None,
+        journal: Journal | None = None,
+        executor: ToolExecutor | None = None,
+        max_concurrency: int | None = None,
     ) -> None:
+        policy = policy or SchedulingPolicy()
+        if executor is not None or max_concurrency is not None:
+            policy = SchedulingPolicy(
+                max_concurrency=max_concurrency or policy.max_concurrency,
+                order=policy.order,
+                executor=executor or policy.executor,
+                memoize=policy.memoize,
+                max_tasks=policy.max_tasks,
+            )
         self.specs = specs
+        self.policy = policy
         self.config = config
         self.prior: Mapping[int, ResultRecord] = prior or {}
-        self.max_concurrency = max_concurrency
         self.round_no = round_no
         self.loop = asyncio.get_running_loop()
         self.direct = (not callbacks_watch_tools(config)) if direct_calls is None else direct_calls
-        self.tasks: dict[int, Task] = {}
+        self.journal = journal
+        saver = checkpointer_of(config)
+        self._serde = getattr(saver, "serde", None)
+        self.tasks: dict[int, _Pending] = {}
         self.results: dict[int, ResultRecord] = {}
-        self._waiting: dict[int, int] = {}
-        self._dependents: dict[int, list[int]] = {}
+        self.held: list[int] = []
+        self.decisions: dict[int, _Decision] = {}
+        self.cancelled = False
+        self._raw: dict[int, Any] = {}
+        self._memo: dict[str, ResultRecord] = {}
+        if policy.memoize:
+            for record in self.prior.values():
+                key = record.get("input_key")
+                if record["ok"] and key and record["round"] != round_no:
+                    self._memo.setdefault(key, record)
         self._running: dict[int, asyncio.Task[None]] = {}
-        self._queue: deque[int] = deque()
+        self._queue: list[int] = []
+        self._ranks: dict[int, float] | None = None
         self._outstanding = 0
         self._closed = False
-        self._done: asyncio.Future[None] = self.loop.create_future()
+        self._settled: asyncio.Future[None] | None = None
         self._emit = emit
         self._buffer: list[dict[str, Any]] | None = None
         self._expiry: asyncio.TimerHandle | None = None
-        self.cancelled = False
 
     # ------------------------------------------------------------------ feeding
 
     def submit(self, task: Task) -> None:
         """Add a task; it starts now if its inputs exist, else when they do."""
-        if task.is_join or task.idx in self.tasks or task.idx in self.prior:
+        if task.is_join or task.idx in self.tasks or task.idx in self.prior or self.cancelled:
             return
-        self.tasks[task.idx] = task
+        if self.policy.max_tasks is not None and len(self.tasks) >= self.policy.max_tasks:
+            task.error = f"not run: the plan has more than {self.policy.max_tasks} tasks"
+        entry = _Pending(task)
+        self.tasks[task.idx] = entry
+        self._ranks = None
         self._outstanding += 1
         if task.error is None and task.tool not in self.specs:
             names = ", ".join(self.specs) or "none"
             task.error = f"unknown tool {task.tool!r}; available tools: {names}"
         if task.error is not None:
-            self._finish(task, ok=False, value=None, error=task.error, start=time.time())
+            self._fail(task, task.error)
             return
-        waiting = 0
         for dep in task.deps:
+            if dep in self.tasks:
+                self.tasks[dep].children.append(task.idx)
             failure = self._failure_of(dep)
             if failure is not None:
-                self._finish(task, ok=False, value=None, error=failure, start=time.time())
+                self._fail(task, failure)
                 return
             if dep not in self.results and dep not in self.prior:
-                waiting += 1
-                self._dependents.setdefault(dep, []).append(task.idx)
-        if waiting:
-            self._waiting[task.idx] = waiting
-        else:
+                entry.waiting += 1
+        if entry.waiting == 0:
             self._ready(task.idx)
 
     def close(self) -> None:
         """No more tasks will be submitted for this round."""
         self._closed = True
-        self._check_done()
+        self._check_settled()
 
     async def wait(self) -> dict[int, ResultRecord]:
-        """Wait until every submitted task has a result; returns them by index."""
+        """Wait until every task has a result or waits for approval.
+
+        Returns:
+            This round's results so far, by index; :attr:`held` lists tasks
+            waiting for approval (then more results follow :meth:`decide`).
+        """
         self.close()
+        self._settled = self.loop.create_future()
+        self._check_settled()
         try:
-            await asyncio.shield(self._done)
+            await asyncio.shield(self._settled)
         except asyncio.CancelledError:
             self.cancel()
             raise
+        finally:
+            self._settled = None
         return self.results
 
     def cancel(self) -> None:
@@ -143,11 +217,69 @@ class TaskFetchingUnit:
         self.cancelled = True
         self._closed = True
         self._queue.clear()
-        self._waiting.clear()
         for running in list(self._running.values()):
             running.cancel()
         if self._expiry is not None:
             self._expiry.cancel()
+
+    def abort(self, reason: str) -> None:
+        """Cancel everything and give every unfinished task ``reason`` as its error."""
+        running = dict(self._running)
+        self.cancel()
+        for running_task in running.values():
+            running_task.cancel()
+        for idx, entry in self.tasks.items():
+            if idx not in self.results:
+                self._finish(entry.task, ok=False, value=None, error=reason, start=time.time())
+        self.held.clear()
+        self._check_settled()
+
+    # ------------------------------------------------------------------ approval
+
+    def approval_request(self, plan: str) -> dict[str, Any]:
+        """The interrupt payload for the tasks now held for approval."""
+        tasks = []
+        for idx in self.held:
+            task = self.tasks[idx].task
+            tool_input = self._resolve_input(task, self.specs[task.tool])
+            tasks.append(
+                {
+                    "idx": idx,
+                    "tool": task.tool,
+                    "args": _plain(tool_input),
+                    "call": task.call_text,
+                }
+            )
+        return {"type": APPROVAL_REQUEST, "tasks": tasks, "plan": plan}
+
+    def decide(self, request: Mapping[str, Any], answer: Any) -> None:
+        """Apply a reviewer's answer to the tasks of an approval request.
+
+        ``answer`` is ``"approve"`` / ``"reject"``, a decision dict
+        (``{"action": "approve" | "edit" | "reject", "args": {...}, "reason": "..."}``)
+        for all tasks of the request, or a dict mapping task indices to such
+        decisions. A task left without a decision is rejected.
+        """
+        indices = [int(t["idx"]) for t in request.get("tasks", ())]
+        per_task = isinstance(answer, Mapping) and "action" not in answer
+        for idx in indices:
+            raw = answer
+            if per_task:
+                raw = answer.get(idx, answer.get(str(idx)))  # type: ignore[union-attr]
+            decision = _parse_decision(raw)
+            self.decisions[idx] = decision
+            if idx in self.held:
+                self.held.remove(idx)
+                self._apply_decision(idx)
+
+    def _apply_decision(self, idx: int) -> None:
+        decision = self.decisions[idx]
+        task = self.tasks[idx].task
+        if decision.action == "reject":
+            why = f": {decision.reason}" if decision.reason else ""
+            self._fail(task, f"rejected by the reviewer{why}")
+        else:
+            self._dispatch(idx)
 
     # ------------------------------------------------------------------ events
 
@@ -191,13 +323,59 @@ class TaskFetchingUnit:
         return f"skipped: depends on task {dep}, which failed ({_first_line(record['error'])})"
 
     def _ready(self, idx: int) -> None:
-        if self.max_concurrency is not None and len(self._running) >= self.max_concurrency:
+        task = self.tasks[idx].task
+        if self.specs[task.tool].requires_approval:
+            if idx in self.decisions:
+                self._apply_decision(idx)
+                return
+            self.held.append(idx)
+            self._event(
+                {
+                    "event": "task_awaiting_approval",
+                    "idx": idx,
+                    "tool": task.tool,
+                    "round": self.round_no,
+                    "time": time.time(),
+                }
+            )
+            self._check_settled()
+            return
+        self._dispatch(idx)
+
+    def _dispatch(self, idx: int) -> None:
+        cap = self.policy.max_concurrency
+        if cap is not None and len(self._running) >= cap:
             self._queue.append(idx)
             return
         self._start(idx)
 
+    def _next_queued(self) -> int:
+        if self.policy.order == "fifo" or len(self._queue) == 1:
+            return self._queue.pop(0)
+        ranks = self._critical_path_ranks()
+        best = max(range(len(self._queue)), key=lambda i: (ranks[self._queue[i]], -self._queue[i]))
+        return self._queue.pop(best)
+
+    def _critical_path_ranks(self) -> dict[int, float]:
+        """Expected latency of the longest chain each task heads.
+
+        Dependents always have larger indices, so one pass in reverse index
+        order computes every rank; it is redone only after new tasks arrive.
+        """
+        if self._ranks is None:
+            ranks: dict[int, float] = {}
+            for idx in sorted(self.tasks, reverse=True):
+                entry = self.tasks[idx]
+                spec = self.specs.get(entry.task.tool)
+                weight = spec.expected_latency if spec else 0.0
+                ranks[idx] = weight + max((ranks[c] for c in entry.children), default=0.0)
+            self._ranks = ranks
+        return self._ranks
+
     def _start(self, idx: int) -> None:
-        running = self.loop.create_task(self._run(self.tasks[idx]), name=f"llmcompiler-task-{idx}")
+        running = self.loop.create_task(
+            self._run(self.tasks[idx].task), name=f"llmcompiler-task-{idx}"
+        )
         self._running[idx] = running
         running.add_done_callback(self._on_task_done)
 
@@ -208,16 +386,28 @@ class TaskFetchingUnit:
         if exc is not None:  # only a bug in this module gets here; never leave dependents hanging
             idx = next((i for i, t in self._running.items() if t is running), None)
             if idx is not None and idx not in self.results:
-                self._running.pop(idx, None)
-                error = f"internal error: {type(exc).__name__}: {exc}"
-                self._finish(self.tasks[idx], ok=False, value=None, error=error, start=time.time())
+                self._fail(self.tasks[idx].task, f"internal error: {type(exc).__name__}: {exc}")
 
     async def _run(self, task: Task) -> None:
         spec = self.specs[task.tool]
         start = time.time()
         announced = False
+        input_key = None
         try:
-            tool_input = self._resolve_input(task, spec)
+            decision = self.decisions.get(task.idx)
+            if decision is not None and decision.action == "edit" and decision.args is not None:
+                tool_input = spec.bind_positional([], dict(decision.args))
+            else:
+                tool_input = self._resolve_input(task, spec)
+            if self.policy.memoize and spec.memoize:
+                input_key = _input_key(task.tool, tool_input)
+                earlier = self._memo.get(input_key) if input_key else None
+                if earlier is not None:
+                    self._finish(
+                        task, ok=True, value=self._value(earlier["idx"]), error=None,
+                        start=start, input_key=input_key, memo_of=earlier["idx"],
+                    )  # fmt: skip
+                    return
             announced = True
             self._event(
                 {
@@ -229,7 +419,10 @@ class TaskFetchingUnit:
                     "time": start,
                 }
             )
-            if self.direct and spec.direct:
+            executor = self.policy.executor
+            if executor is not None and executor.handles(spec):
+                call = executor.acall(spec, tool_input, self.config)
+            elif self.direct and spec.direct:
                 call = spec.call_direct(tool_input, self.config)
             else:
                 call = spec.call_langchain(tool_input, self.config, uuid.uuid4())
@@ -247,7 +440,13 @@ class TaskFetchingUnit:
             error = f"{type(exc).__name__}: {exc}"
             self._finish(task, ok=False, value=None, error=error, start=start, started=announced)
         else:
-            self._finish(task, ok=True, value=value, error=None, start=start, started=True)
+            self._finish(
+                task, ok=True, value=value, error=None, start=start, started=True,
+                input_key=input_key,
+            )  # fmt: skip
+
+    def _fail(self, task: Task, error: str) -> None:
+        self._finish(task, ok=False, value=None, error=error, start=time.time())
 
     def _finish(
         self,
@@ -258,9 +457,14 @@ class TaskFetchingUnit:
         error: str | None,
         start: float,
         started: bool = False,
+        input_key: str | None = None,
+        memo_of: int | None = None,
     ) -> None:
+        if task.idx in self.results:
+            return
         end = time.time()
         self._running.pop(task.idx, None)
+        self._raw[task.idx] = value
         record: ResultRecord = {
             "idx": task.idx,
             "tool": task.tool,
@@ -272,7 +476,18 @@ class TaskFetchingUnit:
             "end": end,
             "round": self.round_no,
         }
+        if input_key is not None:
+            record["input_key"] = input_key
+        if memo_of is not None:
+            record["memo_of"] = memo_of
+        if self._serde is not None and ok and not storable(self._serde, value):
+            # The checkpointer cannot store it: state keeps the text; references
+            # within this round still get the raw object from ``_raw``.
+            record["value"] = record["content"]
+            record["value_as_text"] = True
         self.results[task.idx] = record
+        if self.journal is not None:
+            self.journal.record(record)
         self._outstanding -= 1
         if not started:
             self._event(
@@ -285,43 +500,48 @@ class TaskFetchingUnit:
                     "time": start,
                 }
             )
-        self._event(
-            {
-                "event": "task_finished",
-                "idx": task.idx,
-                "tool": task.tool,
-                "ok": ok,
-                "error": error,
-                "duration": end - start,
-                "round": self.round_no,
-                "time": end,
-            }
-        )
-        for dependent in self._dependents.pop(task.idx, ()):
-            if dependent not in self._waiting:
+        finished = {
+            "event": "task_finished",
+            "idx": task.idx,
+            "tool": task.tool,
+            "ok": ok,
+            "error": error,
+            "duration": end - start,
+            "round": self.round_no,
+            "time": end,
+        }
+        if memo_of is not None:
+            finished["memo_of"] = memo_of
+        self._event(finished)
+        entry = self.tasks.get(task.idx)
+        for child in entry.children if entry else ():
+            pending = self.tasks[child]
+            if child in self.results or pending.waiting == 0:
                 continue
             if not ok:
-                del self._waiting[dependent]
-                reason = f"skipped: depends on task {task.idx}, which failed ({_first_line(error)})"
-                self._finish(self.tasks[dependent], ok=False, value=None, error=reason, start=end)
+                pending.waiting = 0
+                why = f"skipped: depends on task {task.idx}, which failed ({_first_line(error)})"
+                self._fail(pending.task, why)
                 continue
-            self._waiting[dependent] -= 1
-            if self._waiting[dependent] == 0:
-                del self._waiting[dependent]
-                self._ready(dependent)
-        while self._queue and (
-            self.max_concurrency is None or len(self._running) < self.max_concurrency
-        ):
-            self._start(self._queue.popleft())
-        self._check_done()
+            pending.waiting -= 1
+            if pending.waiting == 0:
+                self._ready(child)
+        cap = self.policy.max_concurrency
+        while self._queue and not self.cancelled and (cap is None or len(self._running) < cap):
+            self._start(self._next_queued())
+        self._check_settled()
 
-    def _check_done(self) -> None:
-        if self._closed and self._outstanding == 0 and not self._done.done():
-            self._done.set_result(None)
+    def _check_settled(self) -> None:
+        if self._settled is None or self._settled.done() or not self._closed:
+            return
+        if self._outstanding == 0 or (self.held and not self._running and not self._queue):
+            self._settled.set_result(None)
 
     # ------------------------------------------------------------------ references
 
     def _value(self, idx: int) -> Any:
+        if idx in self._raw:
+            return self._raw[idx]
         record = self.results.get(idx) or self.prior[idx]
         return record["value"]
 
@@ -346,14 +566,54 @@ class TaskFetchingUnit:
         # A whole-argument reference keeps the raw object, but a string parameter
         # gets the result's text rather than a certain validation failure.
         for name, value in tool_input.items():
-            if not isinstance(value, str) and spec.string_fields and name in spec.string_fields:
-                source = task.kwargs.get(name)
-                if source is None and name in spec.field_names:
-                    pos = spec.field_names.index(name)
-                    source = task.args[pos] if pos < len(task.args) else None
-                if isinstance(source, Ref):
-                    tool_input[name] = to_text(value)
+            if isinstance(value, str) or name not in spec.string_fields:
+                continue
+            source = task.kwargs.get(name)
+            if source is None and name in spec.field_names:
+                pos = spec.field_names.index(name)
+                source = task.args[pos] if pos < len(task.args) else None
+            if isinstance(source, Ref):
+                tool_input[name] = to_text(value)
         return tool_input
+
+
+def _parse_decision(raw: Any) -> _Decision:
+    if isinstance(raw, str):
+        action = raw.strip().lower()
+        if action in ("approve", "approved", "yes", "y", "ok"):
+            return _Decision("approve")
+        return _Decision("reject", reason="" if action in ("reject", "no", "n") else raw)
+    if isinstance(raw, bool):
+        return _Decision("approve" if raw else "reject")
+    if isinstance(raw, Mapping):
+        action = str(raw.get("action", "")).lower()
+        if action == "approve":
+            return _Decision("approve")
+        if action == "edit" and isinstance(raw.get("args"), Mapping):
+            return _Decision("edit", args=dict(raw["args"]))
+        if action == "reject":
+            return _Decision("reject", reason=str(raw.get("reason") or ""))
+        return _Decision("reject", reason=f"unrecognized decision {dict(raw)!r}")
+    return _Decision("reject", reason="no decision given")
+
+
+def _input_key(tool: str, tool_input: Mapping[str, Any]) -> str | None:
+    try:
+        text = json.dumps(tool_input, sort_keys=True, ensure_ascii=False, allow_nan=True)
+    except (TypeError, ValueError):
+        return None  # inputs that are not plain data are never memoized
+    return hashlib.sha256(f"{tool}\0{text}".encode()).hexdigest()[:32]
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copy for interrupt payloads (raw objects become text)."""
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return to_text(value)
 
 
 def _first_line(text: str | None) -> str:
@@ -367,13 +627,11 @@ def _first_line(text: str | None) -> str:
 _UNITS: dict[str, TaskFetchingUnit] = {}
 
 
-def register(unit: TaskFetchingUnit) -> str:
-    """Register a planner-fed unit for the scheduler node to claim; returns its id."""
-    dispatch_id = uuid.uuid4().hex
+def register(unit: TaskFetchingUnit, dispatch_id: str) -> None:
+    """Register a planner-fed unit for the scheduler node to claim."""
     _UNITS[dispatch_id] = unit
     unit.hold_events()
     unit.expire_unclaimed()
-    return dispatch_id
 
 
 def claim(dispatch_id: str | None) -> TaskFetchingUnit | None:
@@ -394,49 +652,81 @@ def claim(dispatch_id: str | None) -> TaskFetchingUnit | None:
     return unit
 
 
-def pending_in(tasks: Iterable[Task], results: Mapping[int, Any]) -> list[Task]:
-    """Tasks of ``tasks`` that have no result yet."""
-    return [t for t in tasks if not t.is_join and t.idx not in results]
-
-
 class Scheduler:
     """The scheduler node: drains the planner-fed unit, or runs the plan from state.
 
     Args:
         specs: Tools by name.
-        max_concurrency: Cap on tools in flight.
+        policy: How tasks are run.
     """
 
-    def __init__(self, specs: Mapping[str, ToolSpec], *, max_concurrency: int | None) -> None:
+    def __init__(self, specs: Mapping[str, ToolSpec], policy: SchedulingPolicy) -> None:
         self.specs = specs
-        self.max_concurrency = max_concurrency
+        self.policy = policy
 
     async def anode(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
         scheduler_start = time.time()
         rounds = list(state.get("rounds") or [])
         round_no = rounds[-1]["round"] if rounds else 0
         results = list(state.get("results") or [])
+        dispatch_id = state.get("dispatch_id")
         writer = _writer()
-        unit = claim(state.get("dispatch_id"))
+        journaled: dict[int, ResultRecord] = {}
+        approvals: list[dict[str, Any]] = []
+        unit = claim(dispatch_id)
         if unit is not None:
             unit.attach(writer)
         else:
-            done = {r["idx"]: r for r in results}
+            journal = Journal.for_run(config, dispatch_id)
+            if journal is not None:
+                journaled, approvals = await journal.load()
+            earlier = {r["idx"]: r for r in results}
             unit = TaskFetchingUnit(
                 self.specs,
+                self.policy,
                 config=config,
-                prior=done,
-                max_concurrency=self.max_concurrency,
+                prior={**earlier, **journaled},
                 round_no=round_no,
                 emit=writer,
+                journal=journal,
             )
+            # Replay earlier approval interrupts first, in order, so that each
+            # interrupt() call gets back the answer given to it.
+            for request in approvals:
+                unit.decide(request, interrupt(request))
             tasks = [
                 Task.from_record(t) for t in state.get("tasks") or [] if t["round"] == round_no
             ]
-            for task in pending_in(tasks, done):
+            for task in tasks:
                 unit.submit(task)
-        new = await unit.wait()
-        _checkpoint_safe(new.values(), config)
+        plan = _plan_text(state, round_no)
+        deadline = state.get("deadline")
+        try:
+            while True:
+                remaining = None if deadline is None else deadline - time.time()
+                try:
+                    async with asyncio.timeout(remaining):
+                        await unit.wait()
+                except TimeoutError:
+                    unit.abort("not finished: the run's deadline was reached")
+                if not unit.held:
+                    break
+                request = unit.approval_request(plan)
+                if unit.journal is None:
+                    raise ValueError(
+                        "tools that need approval require a checkpointer: "
+                        "compile(checkpointer=...) and pass a thread_id"
+                    )
+                unit.journal.record_approval(len(approvals), request)
+                approvals.append(request)
+                await unit.journal.flush()
+                unit.decide(request, interrupt(request))
+        except BaseException:
+            unit.cancel()
+            raise
+        if unit.journal is not None:
+            await unit.journal.flush()
+        this_round = {**journaled, **unit.results}
         if rounds:
             rounds[-1] = {
                 **rounds[-1],
@@ -444,7 +734,7 @@ class Scheduler:
                 "scheduler_end": time.time(),
             }
         return {
-            "results": results + sorted(new.values(), key=lambda r: r["end"]),
+            "results": results + sorted(this_round.values(), key=lambda r: r["end"]),
             "rounds": rounds,
             "dispatch_id": None,
         }
@@ -453,24 +743,12 @@ class Scheduler:
         return run_sync(self.anode(state, config))
 
 
-def _checkpoint_safe(results: Iterable[ResultRecord], config: RunnableConfig) -> None:
-    """Keep a result as its text when the run's checkpointer cannot store it.
-
-    A tool may return any object; one the serializer rejects would otherwise
-    fail the whole run at the next checkpoint. References within the round
-    already got the raw object.
-    """
-    checkpointer = (config.get("configurable") or {}).get(CONFIG_KEY_CHECKPOINTER)
-    serde = getattr(checkpointer, "serde", None)
-    if serde is None:
-        return
-    for record in results:
-        if record["ok"] and not isinstance(record["value"], (str, int, float, bool, type(None))):
-            try:
-                serde.dumps_typed(record["value"])
-            except Exception:
-                record["value"] = record["content"]
-                record["value_as_text"] = True
+def _plan_text(state: Mapping[str, Any], round_no: int) -> str:
+    return "\n".join(
+        f"{t['idx']}. {t['tool']}({t['args']})"
+        for t in state.get("tasks") or []
+        if t["round"] == round_no
+    )
 
 
 def _writer() -> Emit | None:
@@ -478,3 +756,20 @@ def _writer() -> Emit | None:
         return get_stream_writer()
     except RuntimeError:  # called outside a graph run
         return None
+
+
+def pending_in(tasks: Iterable[Task], results: Mapping[int, Any]) -> list[Task]:
+    """Tasks of ``tasks`` that have no result yet."""
+    return [t for t in tasks if not t.is_join and t.idx not in results]
+
+
+__all__ = [
+    "APPROVAL_REQUEST",
+    "PlanParser",
+    "Scheduler",
+    "SchedulingPolicy",
+    "TaskFetchingUnit",
+    "claim",
+    "parse_arguments",
+    "register",
+]

@@ -33,7 +33,9 @@ class ResultRecord(TypedDict):
 
     ``value`` is the tool's raw result (what ``$N`` passes on); ``content`` its
     text (what the joiner reads). Times are UNIX seconds. ``value_as_text`` marks
-    a value the checkpointer could not store, kept as its text instead.
+    a value the checkpointer could not store, kept as its text instead;
+    ``input_key`` identifies the call for memoization, and ``memo_of`` names the
+    earlier task whose result an identical call reused.
     """
 
     idx: int
@@ -46,6 +48,8 @@ class ResultRecord(TypedDict):
     end: float
     round: int
     value_as_text: NotRequired[bool]
+    input_key: NotRequired[str]
+    memo_of: NotRequired[int]
 
 
 class RoundRecord(TypedDict, total=False):
@@ -83,8 +87,9 @@ class LLMCompilerState(MessagesState):
         replans: Replans so far for the current question.
         phase: ``"replan"`` while the joiner has asked for another plan;
             ``"done"`` once the question is answered.
-        dispatch_id: Identifies the in-process task-fetching unit that the
-            planner fed (streaming dispatch); cleared by the scheduler.
+        dispatch_id: Names the current round's task-fetching unit (streaming
+            dispatch) and its journal; cleared by the scheduler.
+        deadline: UNIX time by which the run must end (``run_timeout``).
     """
 
     tasks: NotRequired[list[TaskRecord]]
@@ -93,6 +98,7 @@ class LLMCompilerState(MessagesState):
     replans: NotRequired[int]
     phase: NotRequired[Literal["replan", "done"] | None]
     dispatch_id: NotRequired[str | None]
+    deadline: NotRequired[float | None]
 
 
 def usage_of(message: Any) -> dict[str, int]:

@@ -326,7 +326,10 @@ async def test_resume_from_checkpoint_completes_from_state(streaming_dispatch: b
     calls.clear()
     out = await graph.ainvoke(None, config)
     assert out["messages"][-1].content == "resumed"
-    assert calls == ["a", "b A"]
+    # With streaming dispatch both calls finished during planning and were
+    # journaled: the resumed scheduler takes their results instead of re-running.
+    assert calls == ([] if streaming_dispatch else ["a", "b A"])
+    assert [r["value"] for r in out["results"]] == ["A", "B A"]
 
 
 async def test_planner_failure_cancels_dispatched_tools() -> None:
