@@ -1,0 +1,340 @@
+"""``llmcompiler-graph bench``: latency, cost and scale of LLMCompiler vs ReAct."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .profiles import load_prices, load_profiles
+from .report import (
+    check_targets,
+    format_table,
+    format_targets,
+    plot_gantt,
+    plot_scale,
+    plot_speedups,
+    write_json,
+)
+from .runner import RunRecord, run_once, summarize
+from .scenarios import SUITES, ItemScript, load_suite
+from .sim_model import ScriptBook, SimChatModel
+from .systems import SYSTEMS, build_system
+from .tokens import get_counter, tokenizer_name
+from .tools import ToolWorld
+
+__all__ = ["main", "parse_args"]
+
+
+def _csv(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in _csv(text)]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line.
+
+    Args:
+        argv: Arguments (default ``sys.argv[1:]``).
+
+    Returns:
+        The parsed options, with ``--quick`` defaults applied.
+    """
+    p = argparse.ArgumentParser(
+        prog="llmcompiler-graph bench",
+        description="Compare llmcompiler-graph with ReAct on the paper's scenario shapes, "
+        "under a simulated LLM latency model (default) or a real OpenAI-compatible endpoint.",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small, fast run (tests/CI): 2 suites, 1 rep, compressed time",
+    )
+    p.add_argument(
+        "--suites",
+        type=_csv,
+        default=None,
+        help=f"comma-separated, from {','.join(SUITES)} (default: all)",
+    )
+    p.add_argument(
+        "--systems",
+        type=_csv,
+        default=None,
+        help=f"comma-separated, from {','.join(SYSTEMS)} (default: all)",
+    )
+    p.add_argument(
+        "--reps",
+        type=int,
+        default=None,
+        help="repetitions per suite, each on another question (default 5)",
+    )
+    p.add_argument("--profile", default="gpt-4o-mini", help="model profile in configs/models.yaml")
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=None,
+        help="wall seconds per modelled second (default 0.5; quick 0.1). All "
+        "figures are reported in modelled seconds.",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of question sampling and latencies")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="folder with the paper's question files (default ../shared/data)",
+    )
+    p.add_argument("--config-dir", type=Path, default=None, help="folder of models/prices YAML")
+    p.add_argument("--out", type=Path, default=Path("bench-out"), help="output folder")
+    p.add_argument("--max-replans", type=int, default=2)
+    p.add_argument("--no-scale", action="store_true", help="skip the scale measurements")
+    p.add_argument(
+        "--scale-tasks",
+        type=_ints,
+        default=None,
+        help="plan sizes for the overhead test (default 10,100,1000,5000)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=_ints,
+        default=None,
+        help="concurrent runs for the throughput test (default 1,10,50,100)",
+    )
+    real = p.add_argument_group("real mode (any OpenAI-compatible endpoint)")
+    real.add_argument("--base-url", default=None, help="e.g. http://127.0.0.1:8080/v1")
+    real.add_argument("--model", default=None, help="model name at the endpoint")
+    real.add_argument(
+        "--api-key-env",
+        default="OPENAI_API_KEY",
+        help="environment variable holding the API key (may be unset locally)",
+    )
+    real.add_argument(
+        "--search",
+        choices=["tavily", "offline"],
+        default="tavily",
+        help="search tool in real mode (tavily needs TAVILY_API_KEY)",
+    )
+    real.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
+    args = p.parse_args(argv)
+    args.real = bool(args.base_url or args.model)
+    if args.real and not (args.base_url and args.model):
+        p.error("real mode needs both --base-url and --model")
+    if args.quick:
+        args.suites = args.suites or ["hotpotqa", "parallelqa"]
+        args.reps = args.reps or 1
+        args.time_scale = args.time_scale or 0.1
+        args.scale_tasks = args.scale_tasks or [10, 100]
+        args.concurrency = args.concurrency or [1, 5]
+    args.suites = args.suites or list(SUITES)
+    args.systems = args.systems or list(SYSTEMS)
+    args.reps = args.reps or 5
+    args.time_scale = args.time_scale or 0.5
+    args.scale_tasks = args.scale_tasks or [10, 100, 1000, 5000]
+    args.concurrency = args.concurrency or [1, 10, 50, 100]
+    for s in args.suites:
+        if s not in SUITES:
+            p.error(f"unknown suite {s!r}")
+    for s in args.systems:
+        if s not in SYSTEMS:
+            p.error(f"unknown system {s!r}")
+    return args
+
+
+def _real_models_and_tools(args: argparse.Namespace) -> tuple[Any, list[Any]]:
+    from langchain_openai import ChatOpenAI
+
+    from llmcompiler_graph.tools import (
+        create_math_tool,
+        create_offline_search_tool,
+        create_tavily_search_tool,
+    )
+
+    llm = ChatOpenAI(
+        base_url=args.base_url,
+        model=args.model,
+        temperature=0,
+        stream_usage=True,
+        api_key=os.environ.get(args.api_key_env) or "not-needed",  # type: ignore[arg-type]
+    )
+    search = (
+        create_tavily_search_tool() if args.search == "tavily" else create_offline_search_tool()
+    )
+    return llm, [search, create_math_tool(llm)]
+
+
+async def _run_suites(args: argparse.Namespace, log: Any) -> dict[str, Any]:
+    profiles = load_profiles(args.config_dir)
+    prices = load_prices(args.config_dir)
+    if args.profile not in profiles:
+        raise SystemExit(f"unknown profile {args.profile!r}; have {sorted(profiles)}")
+    profile = profiles[args.profile]
+    price = prices.get(profile.price)
+    items: dict[str, list[ItemScript]] = {}
+    sources: dict[str, str] = {}
+    for suite in args.suites:
+        items[suite], sources[suite] = load_suite(
+            suite, args.reps, data_dir=args.data_dir, seed=args.seed
+        )
+    all_items = [it for its in items.values() for it in its]
+    scale = 1.0 if args.real else args.time_scale
+    world: ToolWorld | None = None
+    graphs: dict[str, Any] = {}
+    if args.real:
+        llm, tools = _real_models_and_tools(args)
+        for system in args.systems:
+            graphs[system] = build_system(system, llm, tools, max_replans=args.max_replans)
+    else:
+        get_counter(profile.tokenizer)("warm up")  # loads the BPE before any timing
+        sim = SimChatModel(profile=profile, book=ScriptBook(all_items), time_scale=scale)
+        world = ToolWorld(all_items, seed=args.seed, time_scale=scale)
+        tools = world.make_tools()
+        for system in args.systems:
+            graphs[system] = build_system(
+                system,
+                sim,
+                tools,
+                planner_model=sim.with_role("planner"),
+                joiner_model=sim.with_role("joiner"),
+                react_model=sim.with_role("react"),
+                max_replans=args.max_replans,
+            )
+    records: list[RunRecord] = []
+    for rep in range(args.reps):
+        for suite in args.suites:
+            item = items[suite][rep % len(items[suite])]
+            # Rotate the order each rep so no system always runs first (warm caches etc.).
+            k = rep % len(args.systems)
+            for system in args.systems[k:] + args.systems[:k]:
+                rec = await run_once(
+                    graphs[system],
+                    item,
+                    system,
+                    world=world,
+                    rep=rep,
+                    time_scale=scale,
+                    timeout_s=args.timeout if args.real else 120,
+                )
+                records.append(rec)
+                log(
+                    f"  rep {rep} {suite:<10} {system:<12} {rec.latency_s:7.2f} s"
+                    f"  llm={rec.llm_calls} tools={rec.tool_calls} in={rec.input_tokens}"
+                    + (f"  ERROR {rec.error[:120]}" if rec.error else "")
+                )
+    summary = summarize(records, price)
+    return {
+        "profile": profile.__dict__,
+        "price": price.__dict__ if price else None,
+        "sources": sources,
+        "records": records,
+        "summary": summary,
+    }
+
+
+async def _amain(args: argparse.Namespace) -> dict[str, Any]:
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    log(
+        f"bench: {'real endpoint ' + args.model if args.real else 'simulated ' + args.profile}"
+        f", suites={','.join(args.suites)}, reps={args.reps}, time_scale={args.time_scale}"
+    )
+    res = await _run_suites(args, log)
+    overhead: list[dict[str, Any]] = []
+    concurrency: list[dict[str, Any]] = []
+    if not args.no_scale and not args.real:
+        from .scale import measure_concurrency, measure_overhead
+
+        profiles = load_profiles(args.config_dir)
+        log("scale: overhead per task (instant model, zero-latency tools)")
+        overhead = await measure_overhead(
+            args.scale_tasks,
+            profile=profiles.get("instant", profiles[args.profile]),
+            reps=1 if args.quick else 3,
+        )
+        for row in overhead:
+            log(f"  {row['tasks']:>5} tasks: {row['overhead_ms_per_task']:.3f} ms/task")
+        log("scale: concurrent runs")
+        conc_items, _ = load_suite("parallelqa", 10, data_dir=args.data_dir, seed=args.seed)
+        concurrency = await measure_concurrency(
+            args.concurrency,
+            items=conc_items,
+            profile=profiles[args.profile],
+            time_scale=args.time_scale,
+        )
+        for row in concurrency:
+            log(
+                f"  {row['runs']:>4} runs: {row['throughput_runs_per_s']:.2f} runs/s, "
+                f"x{row['throughput_x_one'] or 0:.1f}, +{row['peak_rss_growth_mb']:.1f} MB"
+            )
+    return {**res, "overhead": overhead, "concurrency": concurrency, "started": started}
+
+
+def _write_outputs(args: argparse.Namespace, res: dict[str, Any]) -> None:
+    summary = res["summary"]
+    overhead, concurrency = res["overhead"], res["concurrency"]
+    targets = check_targets(summary, overhead, concurrency)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    records: list[RunRecord] = res["records"]
+    gantts: list[str] = []
+    for suite in args.suites:
+        first = [r for r in records if r.suite == suite and r.rep == 0]
+        first.sort(key=lambda r: list(SYSTEMS).index(r.system))
+        if first:
+            path = out / f"gantt_{suite}.png"
+            plot_gantt(first, path, f"{suite}: one run per system ({first[0].item})")
+            gantts.append(path.name)
+    plot_speedups(summary, out / "speedup.png")
+    if overhead or concurrency:
+        plot_scale(overhead, concurrency, out / "scale.png")
+    payload = {
+        "mode": "real" if args.real else "simulated",
+        "model": args.model if args.real else args.profile,
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "environment": {
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "tokenizer": tokenizer_name("o200k_base"),
+        },
+        "profile": res["profile"],
+        "price": res["price"],
+        "question_sources": res["sources"],
+        "summary": summary,
+        "targets": targets,
+        "scale": {"overhead": overhead, "concurrency": concurrency},
+        "figures": [*gantts, "speedup.png", *(["scale.png"] if overhead or concurrency else [])],
+        "runs": [r.to_json(with_spans=r.rep == 0) for r in records],
+        "elapsed_s": time.perf_counter() - res["started"],
+    }
+    write_json(out / "results.json", payload)
+    print(format_table(summary))
+    print("\nTargets:")
+    print(format_targets(targets))
+    print(
+        f"\nWrote {out / 'results.json'} and {len(payload['figures'])} PNGs to {out}/ "
+        f"in {payload['elapsed_s']:.0f} s"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``llmcompiler-graph bench``.
+
+    Args:
+        argv: Arguments after ``bench`` (default ``sys.argv[1:]``).
+
+    Returns:
+        Process exit code.
+    """
+    args = parse_args(argv)
+    res = asyncio.run(_amain(args))
+    _write_outputs(args, res)
+    return 0
