@@ -12,7 +12,7 @@ from langgraph._internal._runnable import RunnableCallable
 from langgraph.graph import END, START, StateGraph
 
 from llmcompiler_graph.executor import ToolExecutor, ToolSpec
-from llmcompiler_graph.joiner import Joiner, route_after_joiner
+from llmcompiler_graph.joiner import STEPS_PER_ROUND, Joiner, route_after_joiner
 from llmcompiler_graph.planner import Planner
 from llmcompiler_graph.scheduler import Scheduler, SchedulingPolicy
 from llmcompiler_graph.state import LLMCompilerState
@@ -69,7 +69,8 @@ def create_llm_compiler(
             each call (tool metadata ``requires_approval=True`` works too). The
             run pauses with ``interrupt()``; resume with ``Command(resume=...)``
             and ``"approve"``, ``"reject"``, ``{"action": "edit", "args": {...}}``
-            or a dict of such decisions by task index. Needs a checkpointer.
+            or a dict of such decisions keyed by task index as a string
+            (``{"3": "approve", "5": "reject"}``). Needs a checkpointer.
         memoize: Within a question, a call identical to one of an earlier
             round (same tool, same arguments) reuses its result. Tools opt out
             with metadata ``memoize=False``.
@@ -164,7 +165,8 @@ def create_llm_compiler(
         grammar=_grammar_dialect(grammar, joiner_llm),
     )
 
-    builder = StateGraph(state_schema)
+    builder = _LLMCompilerBuilder(state_schema)
+    builder.recursion_limit = max(25, STEPS_PER_ROUND * (max_replans + 1) + 1)
     builder.add_node("planner", RunnableCallable(planner.node, planner.anode, name="planner"))
     builder.add_node(
         "scheduler", RunnableCallable(scheduler.node, scheduler.anode, name="scheduler")
@@ -175,6 +177,17 @@ def create_llm_compiler(
     builder.add_edge("scheduler", "joiner")
     builder.add_conditional_edges("joiner", route_after_joiner, ["planner", END])
     return builder
+
+
+class _LLMCompilerBuilder(StateGraph):
+    """A StateGraph whose compiled graph defaults to a recursion limit that fits
+    ``max_replans`` rounds (three steps per round)."""
+
+    recursion_limit: int = 25
+
+    def compile(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        compiled = super().compile(*args, **kwargs)
+        return compiled.with_config(recursion_limit=self.recursion_limit)
 
 
 def _grammar_dialect(option: GrammarOption, model: LanguageModelLike) -> str | None:

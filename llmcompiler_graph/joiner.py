@@ -142,8 +142,10 @@ class Joiner:
     async def anode(self, state: LLMCompilerState, config: RunnableConfig) -> dict[str, Any]:
         replans = state.get("replans") or 0
         deadline = state.get("deadline")
-        must_finish = replans >= self.max_replans or (
-            deadline is not None and time.time() >= deadline
+        must_finish = (
+            replans >= self.max_replans
+            or (deadline is not None and time.time() >= deadline)
+            or not _room_for_another_round(config)
         )
         joiner_start = time.time()
         reply = await self._bound_model().ainvoke(
@@ -179,6 +181,22 @@ class Joiner:
 
     def node(self, state: LLMCompilerState, config: RunnableConfig) -> dict[str, Any]:
         return run_sync(self.anode(state, config))
+
+
+def _room_for_another_round(config: RunnableConfig) -> bool:
+    """Whether a replan (planner, scheduler, joiner) fits in the recursion limit.
+
+    A parent graph may impose a lower limit than ours; finishing with the best
+    answer beats dying with GraphRecursionError.
+    """
+    step = (config.get("metadata") or {}).get("langgraph_step")
+    limit = config.get("recursion_limit")
+    if not isinstance(step, int) or not isinstance(limit, int):
+        return True
+    return step + STEPS_PER_ROUND < limit
+
+
+STEPS_PER_ROUND = 3
 
 
 def route_after_joiner(state: Mapping[str, Any]) -> Literal["planner", "__end__"]:

@@ -257,7 +257,8 @@ class TaskFetchingUnit:
 
         ``answer`` is ``"approve"`` / ``"reject"``, a decision dict
         (``{"action": "approve" | "edit" | "reject", "args": {...}, "reason": "..."}``)
-        for all tasks of the request, or a dict mapping task indices to such
+        for all tasks of the request, or a dict mapping task indices, as
+        strings (LangGraph's resume values need string keys), to such
         decisions. A task left without a decision is rejected.
         """
         indices = [int(t["idx"]) for t in request.get("tasks", ())]
