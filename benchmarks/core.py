@@ -8,7 +8,9 @@ Run: ``uv run --frozen python benchmarks/core.py`` (add ``--quick`` for a short 
    earlier than ``max(its line's emit time, its inputs' finish) + its latency``;
    the joiner starts after the planner and every task are done. Reported:
    median end-to-end latency / bound, streaming dispatch on and off.
-2. Orchestration overhead per task on plans of N zero-latency tasks:
+2. Under a concurrency cap, critical-path-first dispatch against FIFO on a plan
+   whose long chain is listed after many short independent tasks.
+3. Orchestration overhead per task on plans of N zero-latency tasks:
    ``(end-to-end − planner model's own streaming time) / N``, for the direct
    tool path and for LangChain's ``tool.ainvoke`` path (forced by attaching a
    callback handler that watches tools).
@@ -116,7 +118,7 @@ async def overhead(n: int, *, langchain_path: bool, repeats: int) -> tuple[float
             pass
         model_times.append(time.perf_counter() - began)
         model = ScriptedChatModel(replies=[text, finish("done")])
-        app = create_llm_compiler(model, [noop]).compile()
+        app = create_llm_compiler(model, [noop], max_tasks=None).compile()
         config: dict[str, Any] = {"callbacks": [_WatchTools()]} if langchain_path else {}
         began = time.perf_counter()
         out = await app.ainvoke({"messages": [HumanMessage("q")]}, config)
@@ -124,6 +126,38 @@ async def overhead(n: int, *, langchain_path: bool, repeats: int) -> tuple[float
         assert len(out["results"]) == n and all(r["ok"] for r in out["results"])
     total, model_t = statistics.median(totals), statistics.median(model_times)
     return total, (total - model_t) / n
+
+
+@tool
+async def wait(seconds: float, label: str = "") -> str:
+    """Sleep for a fixed latency."""
+    await asyncio.sleep(seconds)
+    return label
+
+
+def capped_plan(width: int, depth: int, unit: float) -> str:
+    # `width` short independent tasks listed first, then a chain of `depth`
+    # tasks: with a cap, FIFO runs the short ones first and the chain last.
+    lines = [f'{i}. wait({unit}, "short {i}")' for i in range(1, width + 1)]
+    for k in range(depth):
+        idx = width + 1 + k
+        ref = f" ${idx - 1}" if k else ""
+        lines.append(f'{idx}. wait({unit}, "chain {k}{ref}")')
+    return "\n".join([*lines, f"{width + depth + 1}. join()<END_OF_PLAN>"])
+
+
+async def capped(order: str, *, cap: int, width: int, depth: int, unit: float) -> float:
+    model = ScriptedChatModel(replies=[capped_plan(width, depth, unit), finish("done")])
+    app = create_llm_compiler(
+        model,
+        [wait],
+        max_concurrency=cap,
+        dispatch_order=order,  # type: ignore[arg-type]
+    ).compile()
+    out = await app.ainvoke({"messages": [HumanMessage("q")]})
+    starts = [r["start"] for r in out["results"]]
+    ends = [r["end"] for r in out["results"]]
+    return max(ends) - min(starts)
 
 
 async def main(quick: bool) -> None:
@@ -138,6 +172,18 @@ async def main(quick: bool) -> None:
             f"  streaming_dispatch={sd!s:5}  median {med:.3f} s  "
             f"ratio to bound {med / bound:.3f}  (runs: {', '.join(f'{r:.3f}' for r in runs)})"
         )
+    cap, width, depth, unit = 2, 6, 4, 0.2
+    print(
+        f"\nConcurrency cap {cap}: {width} independent 200 ms tasks listed before a chain of "
+        f"{depth} (tool time, first start to last end):"
+    )
+    lower = max(depth, (width + depth) / cap) * unit
+    for order in ("critical_path", "fifo"):
+        spans = [
+            await capped(order, cap=cap, width=width, depth=depth, unit=unit)
+            for _ in range(repeats)
+        ]
+        print(f"  {order:13}  median {statistics.median(spans):.3f} s  (lower bound {lower:.3f} s)")
     print(
         "\nOrchestration overhead per task (zero-latency tools; end-to-end minus planner stream):"
     )

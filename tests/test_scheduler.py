@@ -334,3 +334,39 @@ def test_tools_needing_injection_never_take_the_direct_path() -> None:
 
     assert not ToolSpec(with_config).direct
     assert not ToolSpec(with_artifact).direct
+
+
+CP_PLAN = """1. sleep(0.2, "s1")
+2. sleep(0.2, "s2")
+3. sleep(0.2, "s3")
+4. sleep(0.2, "s4")
+5. sleep(0.2, "c1")
+6. sleep(0.2, "c2 $5")
+7. sleep(0.2, "c3 $6")"""
+
+
+@pytest.mark.parametrize("order", ["critical_path", "fifo"])
+async def test_capped_dispatch_order(order: str) -> None:
+    from llmcompiler_graph.scheduler import SchedulingPolicy
+
+    policy = SchedulingPolicy(max_concurrency=2, order=order)  # type: ignore[arg-type]
+    unit = TaskFetchingUnit(specs(sleep), policy, config={})
+    for task in PlanParser().parse_text(CP_PLAN):
+        unit.submit(task)
+    results = await unit.wait()
+    by_start = sorted(results, key=lambda i: results[i]["start"])
+    if order == "fifo":
+        assert by_start[:2] == [1, 2]
+        assert results[5]["start"] > results[3]["start"]
+    else:
+        # Slots never idle, so 1 and 2 start on arrival; from then on the head
+        # of the longest chain goes first and the chain never waits.
+        assert by_start[:3] == [1, 2, 5]
+        assert results[6]["start"] < results[4]["start"]
+    # Either way the cap holds: never more than two overlap.
+    for idx, record in results.items():
+        overlapping = [
+            j for j, r in results.items()
+            if j != idx and r["start"] < record["end"] - 0.01 and r["end"] > record["start"] + 0.01
+        ]  # fmt: skip
+        assert len(overlapping) <= 1

@@ -76,6 +76,7 @@ async def measure_overhead(
             planner_model=model.with_role("planner"),
             joiner_model=model.with_role("joiner"),
             max_replans=0,
+            max_tasks=None,  # the scale plans are far larger than the safety default
         )
         # Warm-up: first-run costs (graph compilation caches, imports) are not per-task.
         await graph.ainvoke({"messages": [HumanMessage(item.question)]})

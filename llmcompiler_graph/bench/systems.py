@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -70,7 +69,7 @@ def build_system(
         joiner_model: LLMCompiler joiner model.
         react_model: ReAct model.
         max_replans: LLMCompiler replanning budget.
-        **compiler_kwargs: Further ``create_llm_compiler`` options (unknown ones dropped).
+        **compiler_kwargs: Further ``create_llm_compiler`` options.
 
     Returns:
         A runnable taking ``{"messages": [...]}``.
@@ -89,7 +88,7 @@ def build_system(
             middleware=middleware,
         )
     if name in ("llmc_stream", "llmc_batch"):
-        from llmcompiler_graph import create_llm_compiler  # type: ignore[attr-defined]
+        from llmcompiler_graph import create_llm_compiler
 
         kwargs: dict[str, Any] = {
             "max_replans": max_replans,
@@ -98,20 +97,5 @@ def build_system(
             "joiner_model": joiner_model,
             **compiler_kwargs,
         }
-        accepted = inspect.signature(create_llm_compiler).parameters
-        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
-            kwargs = {k: v for k, v in kwargs.items() if k in accepted}
         return create_llm_compiler(model, list(tools), **kwargs).compile()
     raise ValueError(f"unknown system {name!r}; choose from {sorted(SYSTEMS)}")
-
-
-def compiler_available() -> bool:
-    """Whether ``llmcompiler_graph.create_llm_compiler`` can be imported."""
-    try:
-        from llmcompiler_graph import create_llm_compiler  # type: ignore[attr-defined]  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-__all__ += ["compiler_available"]
