@@ -407,3 +407,29 @@ async def test_unserializable_result_is_kept_as_text_under_a_checkpointer() -> N
     assert results[1]["value"] == "handle#1" and results[1]["value_as_text"] is True
     assert results[2]["value"] == "Handle"  # within the round the raw object was passed on
     assert (await graph.aget_state(config)).values["messages"][-1].content == "ok"
+
+
+@pytest.mark.parametrize("streaming_dispatch", [True, False])
+def test_tracing_sees_tool_runs_under_the_node_that_ran_them(streaming_dispatch: bool) -> None:
+    from uuid import UUID
+
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Tracer(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.chains: dict[UUID, str] = {}
+            self.tools: list[tuple[str, UUID | None]] = []
+
+        def on_chain_start(self, serialized: Any, inputs: Any, **kw: Any) -> None:
+            self.chains[kw["run_id"]] = kw.get("name") or ""
+
+        def on_tool_start(self, serialized: Any, input_str: str, **kw: Any) -> None:
+            self.tools.append((serialized.get("name"), kw.get("parent_run_id")))
+
+    tracer = Tracer()
+    model = ScriptedChatModel(replies=[PLAN, finish("x")])
+    graph = create_llm_compiler(model, [search, lookup], streaming_dispatch=streaming_dispatch)
+    graph.compile().invoke(question(), {"callbacks": [tracer]})  # sync API, sync + async tools
+    node = "planner" if streaming_dispatch else "scheduler"
+    assert sorted(name for name, _ in tracer.tools) == ["lookup", "search", "search"]
+    assert {tracer.chains.get(parent) for _, parent in tracer.tools} == {node}
