@@ -12,13 +12,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.tools import ToolException
-from pydantic import Field
 
+from llmcompiler_graph.testing.scripted import ScriptedChatModel
 from llmcompiler_graph.tools import ExpressionError, create_math_tool, safe_eval
 from llmcompiler_graph.tools.math import (
     MAX_AST_DEPTH,
@@ -27,33 +23,6 @@ from llmcompiler_graph.tools.math import (
     extract_expression,
     resolve_context_number,
 )
-
-
-class ScriptedChatModel(BaseChatModel):
-    """Replies with a fixed script; an ``Exception`` entry is raised instead."""
-
-    replies: list[Any]
-    calls: list[list[BaseMessage]] = Field(default_factory=list)
-
-    @property
-    def _llm_type(self) -> str:
-        return "scripted-test"
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        self.calls.append(list(messages))
-        if len(self.calls) > len(self.replies):
-            raise AssertionError("the model was called more often than scripted")
-        reply = self.replies[len(self.calls) - 1]
-        if isinstance(reply, Exception):
-            raise reply
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(reply))])
-
 
 # --------------------------------------------------------------------------- safe_eval
 
@@ -417,7 +386,7 @@ def test_expression_tool_errors_are_tool_exceptions() -> None:
 
 
 def test_llm_tool_turns_word_problem_into_expression() -> None:
-    llm = ScriptedChatModel(replies=["The gap:\n```\n84000000 - 68000000\n```"])
+    llm = ScriptedChatModel(strict=True, replies=["The gap:\n```\n84000000 - 68000000\n```"])
     tool = create_math_tool(llm)
     result = tool.invoke(
         {
@@ -435,7 +404,7 @@ def test_llm_tool_turns_word_problem_into_expression() -> None:
 
 
 def test_llm_tool_binds_numeric_context_names() -> None:
-    llm = ScriptedChatModel(replies=["Expression: (c1 - c2) / c2 * 100"])
+    llm = ScriptedChatModel(strict=True, replies=["Expression: (c1 - c2) / c2 * 100"])
     tool = create_math_tool(llm)
     context = [{"value": 3_000_000_000_000}, {"value": 2_800_000_000_000}]
     result = tool.invoke({"problem": "How much must Microsoft grow, in %?", "context": context})
@@ -443,7 +412,7 @@ def test_llm_tool_binds_numeric_context_names() -> None:
 
 
 def test_llm_tool_skips_model_for_plain_expressions() -> None:
-    llm = ScriptedChatModel(replies=[])
+    llm = ScriptedChatModel(strict=True, replies=[])
     tool = create_math_tool(llm)
     assert tool.invoke({"problem": "3 * (2 + 1)"}) == 9
     assert llm.calls == []
@@ -451,7 +420,7 @@ def test_llm_tool_skips_model_for_plain_expressions() -> None:
 
 def test_llm_tool_retries_with_feedback() -> None:
     llm = ScriptedChatModel(
-        replies=["It is roughly sixteen million.\nNo idea.", "```\n84 - 68\n```"]
+        strict=True, replies=["It is roughly sixteen million.\nNo idea.", "```\n84 - 68\n```"]
     )
     tool = create_math_tool(llm)
     assert tool.invoke({"problem": "Difference between 84 and 68?"}) == 16
@@ -461,7 +430,7 @@ def test_llm_tool_retries_with_feedback() -> None:
 
 
 def test_llm_tool_gives_up_after_max_attempts() -> None:
-    llm = ScriptedChatModel(replies=["```\n2 ^ 8\n```", "```\n__import__('os')\n```"])
+    llm = ScriptedChatModel(strict=True, replies=["```\n2 ^ 8\n```", "```\n__import__('os')\n```"])
     tool = create_math_tool(llm, max_attempts=2)
     with pytest.raises(ToolException, match=r"could not solve.*unsupported function"):
         tool.invoke({"problem": "Two to the eighth power?"})
@@ -469,32 +438,32 @@ def test_llm_tool_gives_up_after_max_attempts() -> None:
 
 
 def test_llm_tool_reports_model_failure() -> None:
-    llm = ScriptedChatModel(replies=[RuntimeError("service unavailable")])
+    llm = ScriptedChatModel(strict=True, replies=[RuntimeError("service unavailable")])
     tool = create_math_tool(llm)
     with pytest.raises(ToolException, match=r"model call failed.*service unavailable"):
         tool.invoke({"problem": "What is half of a dozen?"})
 
 
 async def test_llm_tool_async() -> None:
-    llm = ScriptedChatModel(replies=["bad", "Expression: 12 / 2"])
+    llm = ScriptedChatModel(strict=True, replies=["bad", "Expression: 12 / 2"])
     tool = create_math_tool(llm)
     assert await tool.ainvoke({"problem": "What is half of a dozen?"}) == 6.0
     assert len(llm.calls) == 2
 
 
 async def test_llm_tool_async_model_failure() -> None:
-    llm = ScriptedChatModel(replies=[TimeoutError("slow")])
+    llm = ScriptedChatModel(strict=True, replies=[TimeoutError("slow")])
     tool = create_math_tool(llm)
     with pytest.raises(ToolException, match="model call failed"):
         await tool.ainvoke({"problem": "What is half of a dozen?"})
 
 
 def test_llm_tool_description_and_validation() -> None:
-    tool = create_math_tool(ScriptedChatModel(replies=[]))
+    tool = create_math_tool(ScriptedChatModel(strict=True, replies=[]))
     assert tool.name == "math"
     assert "context=[$1, $2]" in tool.description
     with pytest.raises(ValueError):
-        create_math_tool(ScriptedChatModel(replies=[]), max_attempts=0)
+        create_math_tool(ScriptedChatModel(strict=True, replies=[]), max_attempts=0)
 
 
 def test_extract_expression_inline_block_without_tag() -> None:

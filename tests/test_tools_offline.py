@@ -9,12 +9,9 @@ from importlib import resources
 from typing import Any
 
 import pytest
-from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.tools import BaseTool, ToolException
 
+from llmcompiler_graph.testing.scripted import ScriptedChatModel
 from llmcompiler_graph.tools import (
     OfflineKnowledgeBase,
     create_lookup_tool,
@@ -22,25 +19,6 @@ from llmcompiler_graph.tools import (
     offline_tools,
 )
 from llmcompiler_graph.tools.math import resolve_context_number
-
-
-class OneReplyChatModel(BaseChatModel):
-    """Always answers with the same text."""
-
-    reply: str
-
-    @property
-    def _llm_type(self) -> str:
-        return "one-reply-test"
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(self.reply))])
 
 
 def tools_by_name(tools: list[BaseTool]) -> dict[str, BaseTool]:
@@ -213,7 +191,7 @@ def test_demo_question_without_llm() -> None:
 
 
 def test_demo_question_with_llm_math() -> None:
-    llm = OneReplyChatModel(reply="```\nc2 - c1\n```")
+    llm = ScriptedChatModel(replies=["```\nc2 - c1\n```"])
     tools = tools_by_name(offline_tools(llm))
     france = tools["lookup"].invoke({"entity": "France", "attribute": "population"})
     germany = tools["lookup"].invoke({"entity": "Germany", "attribute": "population"})

@@ -28,13 +28,17 @@ class ScriptedChatModel(BaseChatModel):
     """Replies with scripted text, streamed line by line (or in fixed-size chunks).
 
     Attributes:
-        replies: One reply per call, in order; the last one repeats.
+        replies: One reply per call, in order: text, a callable computing text
+            from the messages, or an exception to raise. The last one repeats
+            unless ``strict``.
+        strict: Fail with ``AssertionError`` when called more often than scripted.
         chunk_delay: Seconds slept before each chunk.
         chunk_by: ``"line"`` (each line with its newline is a chunk) or an int size.
         calls: The message lists the model was called with.
     """
 
     replies: list[Any] = Field(default_factory=list)
+    strict: bool = False
     chunk_delay: float = 0.0
     chunk_by: Any = "line"
     calls: list[list[BaseMessage]] = Field(default_factory=list)
@@ -46,8 +50,12 @@ class ScriptedChatModel(BaseChatModel):
 
     def _next_reply(self, messages: list[BaseMessage]) -> str:
         self.calls.append(list(messages))
+        if self._n >= len(self.replies) and (self.strict or not self.replies):
+            raise AssertionError("the model was called more often than scripted")
         reply = self.replies[min(self._n, len(self.replies) - 1)]
         self._n += 1
+        if isinstance(reply, BaseException):
+            raise reply
         return reply(messages) if callable(reply) else reply
 
     def _chunks(self, text: str) -> list[str]:
