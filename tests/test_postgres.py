@@ -1,0 +1,255 @@
+"""The graph on LangGraph's PostgreSQL checkpointer, against a real local server.
+
+The module starts its own PostgreSQL (Debian's ``postgresql`` binaries: initdb
+into a temporary directory, a free port on 127.0.0.1, trust authentication,
+run as the ``postgres`` user under root) and stops it afterwards. It is skipped
+only when the server binaries are missing and cannot be installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip(
+    "langgraph.checkpoint.postgres", reason="needs langgraph-checkpoint-postgres and psycopg"
+)
+
+from langchain_core.messages import HumanMessage
+from langchain_core.tools import tool
+from langgraph.checkpoint.postgres import PostgresSaver
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from llmcompiler_graph import create_llm_compiler
+from llmcompiler_graph.testing.postgres import LocalPostgres, PostgresUnavailable
+from llmcompiler_graph.testing.scripted import ScriptedChatModel, finish, replan
+
+pytestmark = pytest.mark.integration
+
+WORKER = pathlib.Path(__file__).parent / "pg_worker.py"
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    try:
+        server = LocalPostgres(install=True)
+    except PostgresUnavailable as exc:
+        pytest.skip(f"no PostgreSQL server: {exc}")
+    server.start()
+    try:
+        # Tables once for the module; concurrent setup() calls would race.
+        with PostgresSaver.from_conn_string(server.url) as saver:
+            saver.setup()
+        yield server.url
+    finally:
+        server.stop()
+
+
+def thread() -> dict[str, Any]:
+    return {"configurable": {"thread_id": uuid.uuid4().hex}}
+
+
+def question(text: str = "Which is bigger?") -> dict[str, Any]:
+    return {"messages": [HumanMessage(text)]}
+
+
+@tool
+async def search(query: str) -> str:
+    """Search the web for a query."""
+    await asyncio.sleep(0.05)
+    return f"result for {query}"
+
+
+@tool
+def lookup(key: str) -> dict:
+    """Look a key up (sync tool)."""
+    return {"key": key, "value": len(key), "nested": {"list": [1, 2.5, None, "x"]}}
+
+
+PLAN = """Thought: two independent searches, then combine.
+1. search(query="France population")
+2. search("Germany population")
+3. lookup(key="$1 vs $2")
+4. join()<END_OF_PLAN>"""
+
+
+async def test_full_run_with_replan_on_postgres(pg_url: str) -> None:
+    model = ScriptedChatModel(
+        replies=[PLAN, replan("need more"), '5. search("again $3")\n6. join()', finish("Germany")]
+    )
+    config = thread()
+    async with AsyncPostgresSaver.from_conn_string(pg_url) as saver:
+        graph = create_llm_compiler(model, [search, lookup]).compile(checkpointer=saver)
+        out = await graph.ainvoke(question(), config)
+        assert out["messages"][-1].content == "Germany"
+        assert [t["idx"] for t in out["tasks"]] == [1, 2, 3, 5]
+        results = {r["idx"]: r for r in out["results"]}
+        assert (
+            results[3]["value"]["key"]
+            == "result for France population vs result for Germany population"
+        )
+        assert results[5]["ok"] and out["replans"] == 1
+        state = await graph.aget_state(config)
+        assert state.next == ()
+        assert state.values["results"] == out["results"]
+        history = [s async for s in graph.aget_state_history(config)]
+        # input, planner, scheduler, joiner (replan), planner, scheduler, joiner.
+        assert len(history) >= 7
+        assert [s.next for s in history][-2:] == [("planner",), ("__start__",)]
+
+
+async def test_state_round_trips_through_a_new_connection(pg_url: str) -> None:
+    config = thread()
+    model = ScriptedChatModel(replies=[PLAN, finish("first")])
+    async with AsyncPostgresSaver.from_conn_string(pg_url) as saver:
+        graph = create_llm_compiler(model, [search, lookup]).compile(checkpointer=saver)
+        out = await graph.ainvoke(question("one?"), config)
+
+    # Another connection, another graph object: as another worker would see it.
+    model2 = ScriptedChatModel(replies=['1. search("other")\n2. join()', finish("second")])
+    async with AsyncPostgresSaver.from_conn_string(pg_url) as saver:
+        graph = create_llm_compiler(model2, [search, lookup]).compile(checkpointer=saver)
+        stored = (await graph.aget_state(config)).values
+        for key in ("tasks", "results", "rounds", "replans", "phase"):
+            assert stored[key] == out[key], key
+        assert [type(m) for m in stored["messages"]] == [type(m) for m in out["messages"]]
+        assert [m.content for m in stored["messages"]] == ["one?", "first"]
+        record = {r["idx"]: r for r in stored["results"]}[3]
+        assert record["value"]["nested"] == {"list": [1, 2.5, None, "x"]}
+        assert isinstance(record["start"], float) and record["end"] >= record["start"]
+        assert stored["rounds"][0]["planner_usage"]["output_tokens"] > 0
+        # The thread continues from what was stored.
+        out2 = await graph.ainvoke(question("two?"), config)
+        assert [m.content for m in out2["messages"]] == ["one?", "first", "two?", "second"]
+        assert [t["idx"] for t in out2["tasks"]] == [1]
+
+
+async def test_interrupted_run_resumes_on_a_new_connection(pg_url: str) -> None:
+    calls: list[str] = []
+
+    @tool
+    async def record(query: str) -> str:
+        """Record a call."""
+        calls.append(query)
+        return query.upper()
+
+    config = thread()
+    plan = '1. record("a")\n2. record("b $1")\n3. join()<END_OF_PLAN>'
+    model = ScriptedChatModel(replies=[plan, finish("resumed")])
+    async with AsyncPostgresSaver.from_conn_string(pg_url) as saver:
+        graph = create_llm_compiler(model, [record], streaming_dispatch=False).compile(
+            checkpointer=saver, interrupt_before=["scheduler"]
+        )
+        await graph.ainvoke(question(), config)
+        assert (await graph.aget_state(config)).next == ("scheduler",)
+    assert calls == []
+    async with AsyncPostgresSaver.from_conn_string(pg_url) as saver:
+        graph = create_llm_compiler(model, [record], streaming_dispatch=False).compile(
+            checkpointer=saver, interrupt_before=["scheduler"]
+        )
+        out = await graph.ainvoke(None, config)
+    assert out["messages"][-1].content == "resumed"
+    assert calls == ["a", "b A"]
+
+
+def test_sync_postgres_saver(pg_url: str) -> None:
+    model = ScriptedChatModel(replies=[PLAN, finish("sync ok")])
+    config = thread()
+    with PostgresSaver.from_conn_string(pg_url) as saver:
+        graph = create_llm_compiler(model, [search, lookup]).compile(checkpointer=saver)
+        out = graph.invoke(question(), config)
+        assert out["messages"][-1].content == "sync ok"
+        assert graph.get_state(config).values["results"] == out["results"]
+
+
+async def test_concurrent_runs_share_a_connection_pool(pg_url: str) -> None:
+    def reply(messages: list) -> str:
+        text = messages[-1].content
+        if "Observation" in text:  # the joiner's prompt shows observations
+            return finish("answer to " + text.split("result for ", 1)[1].split()[0])
+        return f'1. search("{messages[-1].content}")\n2. join()<END_OF_PLAN>'
+
+    model = ScriptedChatModel(replies=[reply])
+    async with AsyncConnectionPool(
+        pg_url,
+        max_size=10,
+        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+        open=False,
+    ) as pool:
+        graph = create_llm_compiler(model, [search]).compile(
+            checkpointer=AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+        )
+        configs = [thread() for _ in range(20)]
+        outs = await asyncio.gather(
+            *(graph.ainvoke(question(f"q{i}"), c) for i, c in enumerate(configs))
+        )
+        assert [o["messages"][-1].content for o in outs] == [f"answer to q{i}" for i in range(20)]
+        for i, config in enumerate(configs):
+            state = await graph.aget_state(config)
+            assert state.values["messages"][0].content == f"q{i}"
+
+
+def _lines(path: pathlib.Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_killed_worker_process_resumes_in_another_without_rerunning_tools(
+    pg_url: str, tmp_path: pathlib.Path
+) -> None:
+    log = tmp_path / "calls.log"
+    thread_id = uuid.uuid4().hex
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    worker = subprocess.Popen(
+        [sys.executable, str(WORKER), pg_url, str(log), thread_id, "start"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        finished = {"done:a", "done:b", "done:c A"}
+        while not finished <= set(_lines(log)):
+            assert worker.poll() is None, worker.stderr.read().decode()  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, _lines(log)
+            time.sleep(0.05)
+        time.sleep(0.5)  # let the journal writes of those calls land
+        assert "start:slow" in _lines(log) and "done:slow" not in _lines(log)
+        worker.send_signal(signal.SIGKILL)
+        assert worker.wait(10) == -signal.SIGKILL
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(10)
+    before = _lines(log)
+
+    resumed = subprocess.run(
+        [sys.executable, str(WORKER), pg_url, str(log), thread_id, "resume"],
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stderr.decode()[-3000:]
+    out = json.loads(resumed.stdout.decode().strip().splitlines()[-1])
+    after = _lines(log)[len(before) :]
+
+    assert out["answer"] == "all done"
+    assert out["results"] == {"1": "A", "2": "B", "3": "C A", "4": "SLOW", "5": "D C A SLOW"}
+    assert out["planner_calls"] == 0 and out["joiner_calls"] == 1
+    # The call in flight at the kill runs again; the finished ones do not.
+    assert after.count("start:slow") == 1 and after.count("done:slow") == 1
+    rerun = [line for line in after if line.split(":", 1)[1] in {"a", "b", "c A"}]
+    assert rerun == [], f"finished tools ran again after resume: {rerun}"
+    assert after[-2:] == ["start:d C A SLOW", "done:d C A SLOW"]
