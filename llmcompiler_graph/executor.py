@@ -287,7 +287,10 @@ class ToolExecutor(Protocol):
     """Where tool calls run, for tools it claims; the others run in-process.
 
     The scheduler keeps dataflow, timeouts and error handling: an executor only
-    runs one validated call and returns its result or raises. Cancellation
+    runs one call and returns its result or raises. ``tool_input`` holds the
+    resolved arguments (references substituted) but is not yet checked against
+    the tool's schema, so the executor validates it where the tool runs, as
+    :class:`~llmcompiler_graph.executors.ray.RayExecutor` does. Cancellation
     arrives as ``asyncio.CancelledError`` in :meth:`acall`, and the executor
     must stop the remote work then (a Ray task is cancelled, say).
 

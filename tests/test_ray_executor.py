@@ -1,14 +1,12 @@
 """The Ray executor: remote tool calls with in-process semantics.
 
 One local Ray instance (2 CPUs) serves the whole module: Ray takes seconds to
-start. Tests that go through the scheduler need ``TaskFetchingUnit(executor=...)``
-and are skipped until the core has it.
+start.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 import sys
 import threading
@@ -32,13 +30,6 @@ from llmcompiler_graph.executors import RayExecutor, RemoteToolError, mark_remot
 from llmcompiler_graph.plan import PlanParser
 from llmcompiler_graph.scheduler import TaskFetchingUnit
 from llmcompiler_graph.testing.scripted import ScriptedChatModel, finish
-
-UNIT_TAKES_EXECUTOR = "executor" in inspect.signature(TaskFetchingUnit.__init__).parameters
-GRAPH_TAKES_EXECUTOR = "executor" in inspect.signature(create_llm_compiler).parameters
-needs_unit_executor = pytest.mark.skipif(
-    not UNIT_TAKES_EXECUTOR, reason="TaskFetchingUnit has no executor= yet (core change pending)"
-)
-
 
 # --------------------------------------------------------------------------- tools
 
@@ -312,7 +303,6 @@ def comparable(results: dict[int, dict]) -> dict[int, tuple]:
     return {i: (r["ok"], r["content"], r["error"]) for i, r in results.items()}
 
 
-@needs_unit_executor
 async def test_scheduler_results_match_in_process(executor: RayExecutor) -> None:
     plan = (
         "1. crunch(2000)\n"
@@ -332,7 +322,6 @@ async def test_scheduler_results_match_in_process(executor: RayExecutor) -> None
     assert remote[4]["error"].startswith("skipped: depends on task 3, which failed (ValueError")
 
 
-@needs_unit_executor
 async def test_scheduler_timeout_applies_to_remote_tools(
     executor: RayExecutor, tmp_path: Path
 ) -> None:
@@ -347,7 +336,6 @@ async def test_scheduler_timeout_applies_to_remote_tools(
     assert ticks(log) == seen and "done" not in seen
 
 
-@needs_unit_executor
 async def test_only_claimed_tools_go_remote(executor: RayExecutor) -> None:
     picky = RayExecutor(tools=["where"])
 
@@ -361,7 +349,6 @@ async def test_only_claimed_tools_go_remote(executor: RayExecutor) -> None:
     assert results[2]["value"]["pid"] == os.getpid()
 
 
-@pytest.mark.skipif(not GRAPH_TAKES_EXECUTOR, reason="create_llm_compiler has no executor= yet")
 async def test_graph_runs_cpu_tools_on_ray(executor: RayExecutor) -> None:
     plan = '1. crunch(30000)\n2. crunch(40000)\n3. where(label="$1 and $2")\n4. join()'
     model = ScriptedChatModel(replies=[plan, finish("done")])
