@@ -8,7 +8,8 @@ step that would otherwise pass unnoticed.
 from __future__ import annotations
 
 import os
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,3 +35,40 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, A
     # A module-level importorskip skips at collection time, before any test runs.
     outcome = yield
     _fail_if_skipped(outcome.get_result())
+
+
+# ------------------------------------------------------- the real local model
+# One llama.cpp server for every test module that needs it: it takes seconds
+# to start. Imported lazily so the unit tests run without the 'local' extra.
+
+
+@pytest.fixture(scope="session")
+def local_model_path() -> Path:
+    """The default GGUF, fetched and verified once; a skip only without network."""
+    pytest.importorskip("xllamacpp", reason="xllamacpp (extra 'local') is not installed")
+    from llmcompiler_graph.local import (
+        ModelFetchError,
+        ModelVerificationError,
+        ensure_default_model,
+    )
+
+    try:
+        return ensure_default_model()
+    except ModelVerificationError:
+        raise  # a corrupt download is a failure, never a skip
+    except ModelFetchError as exc:
+        pytest.skip(f"default model not cached and cannot be fetched (no network?): {exc}")
+
+
+@pytest.fixture(scope="session")
+def local_server(local_model_path: Path) -> Iterator[Any]:
+    """llama.cpp's OpenAI-compatible server on 127.0.0.1, stopped afterwards."""
+    from llmcompiler_graph.local import start_local_server
+
+    srv = start_local_server(local_model_path, n_ctx=4096)
+    print(f"\n[local llm] server up at {srv.base_url} in {srv.startup_seconds:.2f}s")
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        assert not srv.running

@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +26,7 @@ from llmcompiler_graph import create_llm_compiler
 from llmcompiler_graph.cli import build_parser, run_ask
 from llmcompiler_graph.config import load_agent_config
 from llmcompiler_graph.grammar import gbnf_matches, plan_grammar
-from llmcompiler_graph.local import (
-    LocalServer,
-    ModelFetchError,
-    ModelVerificationError,
-    ensure_default_model,
-    start_local_server,
-)
+from llmcompiler_graph.local import LocalServer
 from llmcompiler_graph.tools import offline_tools
 
 pytestmark = pytest.mark.integration
@@ -42,28 +35,8 @@ pytest.importorskip("xllamacpp", reason="xllamacpp (extra 'local') is not instal
 QUESTION = "Which is more populous, France or Germany, and by how much?"
 
 
-@pytest.fixture(scope="module")
-def model_path() -> Path:
-    try:
-        return ensure_default_model()
-    except ModelVerificationError:
-        raise  # a corrupt download is a failure, never a skip
-    except ModelFetchError as exc:
-        pytest.skip(f"default model not cached and cannot be fetched (no network?): {exc}")
-
-
-@pytest.fixture(scope="module")
-def server(model_path: Path) -> Iterator[LocalServer]:
-    srv = start_local_server(model_path, n_ctx=4096)
-    try:
-        yield srv
-    finally:
-        srv.stop()
-        assert not srv.running
-
-
-async def test_full_graph_on_the_local_model(server: LocalServer) -> None:
-    llm = server.chat_model(temperature=0, max_tokens=256)
+async def test_full_graph_on_the_local_model(local_server: LocalServer) -> None:
+    llm = local_server.chat_model(temperature=0, max_tokens=256)
     tools = offline_tools()
     examples = load_agent_config().examples_for("offline")
     graph = create_llm_compiler(llm, tools, examples=examples, max_replans=1).compile()
@@ -119,8 +92,8 @@ async def test_full_graph_on_the_local_model(server: LocalServer) -> None:
     assert last["joiner_usage"]["output_tokens"] > 0
 
 
-def test_cli_ask_json_on_the_local_model(server: LocalServer) -> None:
-    llm = server.chat_model(temperature=0, max_tokens=256)
+def test_cli_ask_json_on_the_local_model(local_server: LocalServer) -> None:
+    llm = local_server.chat_model(temperature=0, max_tokens=256)
     args = build_parser().parse_args(["ask", QUESTION, "--json"])
     out, err = io.StringIO(), io.StringIO()
     assert run_ask(args, model=llm, stdout=out, stderr=err) == 0, err.getvalue()
@@ -132,10 +105,10 @@ def test_cli_ask_json_on_the_local_model(server: LocalServer) -> None:
     assert " plan     1. " in err.getvalue()  # plan lines streamed as progress
 
 
-def test_demo_command(tmp_path: Path, model_path: Path) -> None:
+def test_demo_command(tmp_path: Path, local_model_path: Path) -> None:
     """The README's main command, as a newcomer runs it (own server, offline tools)."""
     timeline = tmp_path / "demo.png"
-    env = {**os.environ, "LLMCOMPILER_GRAPH_CACHE": str(model_path.parent)}
+    env = {**os.environ, "LLMCOMPILER_GRAPH_CACHE": str(local_model_path.parent)}
     started = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "llmcompiler_graph.cli", "demo", "--timeline", str(timeline)],

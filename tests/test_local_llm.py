@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,10 +23,6 @@ from llmcompiler_graph.grammar import (
 from llmcompiler_graph.local import (
     GRAMMAR_METADATA,
     LocalServer,
-    ModelFetchError,
-    ModelVerificationError,
-    ensure_default_model,
-    start_local_server,
 )
 
 pytestmark = pytest.mark.integration
@@ -87,39 +82,18 @@ def plan_is_valid(text: str) -> bool:
     return False
 
 
-@pytest.fixture(scope="module")
-def model_path() -> Path:
-    try:
-        return ensure_default_model()
-    except ModelVerificationError:
-        raise  # a corrupt download is a failure, never a skip
-    except ModelFetchError as exc:
-        pytest.skip(f"default model not cached and cannot be fetched (no network?): {exc}")
-
-
-@pytest.fixture(scope="module")
-def server(model_path: Path) -> Iterator[LocalServer]:
-    srv = start_local_server(model_path, n_ctx=4096)
-    print(f"\n[local llm] server up at {srv.base_url} in {srv.startup_seconds:.2f}s")
-    try:
-        yield srv
-    finally:
-        srv.stop()
-        assert not srv.running
-
-
-def test_server_basics(server: LocalServer) -> None:
-    assert server.base_url.startswith("http://127.0.0.1:")
-    props = server.props()
-    assert props["model_alias"] == server.model_id
-    llm = server.chat_model()
+def test_server_basics(local_server: LocalServer) -> None:
+    assert local_server.base_url.startswith("http://127.0.0.1:")
+    props = local_server.props()
+    assert props["model_alias"] == local_server.model_id
+    llm = local_server.chat_model()
     assert llm.metadata is not None
     assert llm.metadata["llmcompiler_graph"] == GRAMMAR_METADATA["llmcompiler_graph"]
     assert llm.stream_usage is True
 
 
-def test_stream_with_usage_and_max_tokens(server: LocalServer) -> None:
-    llm = server.chat_model(temperature=0, max_tokens=8)
+def test_stream_with_usage_and_max_tokens(local_server: LocalServer) -> None:
+    llm = local_server.chat_model(temperature=0, max_tokens=8)
     started = time.perf_counter()
     chunks = list(llm.stream("Write a long story about a dragon."))
     elapsed = time.perf_counter() - started
@@ -136,8 +110,8 @@ def test_stream_with_usage_and_max_tokens(server: LocalServer) -> None:
     print(f"[local llm] 8 streamed tokens in {elapsed:.2f}s, usage {usage}")
 
 
-def test_decode_speed(server: LocalServer) -> None:
-    llm = server.chat_model(temperature=0, max_tokens=128)
+def test_decode_speed(local_server: LocalServer) -> None:
+    llm = local_server.chat_model(temperature=0, max_tokens=128)
     started = time.perf_counter()
     reply = llm.invoke("Write a long story about a dragon who learns to code.")
     elapsed = time.perf_counter() - started
@@ -147,9 +121,9 @@ def test_decode_speed(server: LocalServer) -> None:
     assert n > 0
 
 
-async def test_grammar_reaches_server(server: LocalServer) -> None:
+async def test_grammar_reaches_server(local_server: LocalServer) -> None:
     yes = grammar_request_kwargs('root ::= "yes"', "llama.cpp")
-    llm = server.chat_model(temperature=0, max_tokens=16)
+    llm = local_server.chat_model(temperature=0, max_tokens=16)
     question = [HumanMessage("Is the sky green? Answer with one word: no.")]
     assert llm.bind(**yes).invoke(question).content == "yes"
     assert llm.invoke(question, **yes).content == "yes"
@@ -157,9 +131,9 @@ async def test_grammar_reaches_server(server: LocalServer) -> None:
     assert streamed == "yes"
 
 
-def test_plan_grammar_validity(server: LocalServer) -> None:
+def test_plan_grammar_validity(local_server: LocalServer) -> None:
     grammar = plan_grammar([search, math])
-    llm = server.chat_model(temperature=0.7, max_tokens=200)
+    llm = local_server.chat_model(temperature=0.7, max_tokens=200)
     messages = [SystemMessage(PLANNER_SYSTEM), HumanMessage(f"Question: {QUESTION}")]
     counts: dict[str, int] = {}
     seconds: dict[str, float] = {}
@@ -178,9 +152,9 @@ def test_plan_grammar_validity(server: LocalServer) -> None:
     assert counts["grammar"] == 5
 
 
-def test_joiner_grammar_output(server: LocalServer) -> None:
+def test_joiner_grammar_output(local_server: LocalServer) -> None:
     grammar = joiner_grammar()
-    llm = server.chat_model(temperature=0, max_tokens=120)
+    llm = local_server.chat_model(temperature=0, max_tokens=120)
     reply = llm.invoke(
         [
             SystemMessage(
@@ -198,8 +172,8 @@ def test_joiner_grammar_output(server: LocalServer) -> None:
     assert gbnf_matches(grammar, str(reply.content)), reply.content
 
 
-async def test_async_context_manager(model_path: Path) -> None:
-    async with LocalServer(model_path, n_ctx=512) as srv:
+async def test_async_context_manager(local_model_path: Path) -> None:
+    async with LocalServer(local_model_path, n_ctx=512) as srv:
         assert srv.running
         reply = await srv.chat_model(temperature=0, max_tokens=4).ainvoke("Say hi.")
         assert reply.content
