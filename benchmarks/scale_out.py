@@ -33,14 +33,9 @@ import argparse
 import asyncio
 import math
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,6 +49,7 @@ from llmcompiler_graph.executor import ToolSpec
 from llmcompiler_graph.plan import PlanParser
 from llmcompiler_graph.scheduler import TaskFetchingUnit
 from llmcompiler_graph.server import build_graph
+from llmcompiler_graph.testing.langgraph_dev import dev_server
 
 REPO = Path(__file__).resolve().parent.parent
 QUESTION = "Is Germany bigger than France?"
@@ -272,77 +268,16 @@ async def postgres_levels(
         return results
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
-def dev_server(env: dict[str, str], jobs: int) -> Iterator[str]:
-    """``langgraph dev`` on a free port, in a temporary directory; yields its URL."""
-    cli = Path(sys.executable).with_name("langgraph")
-    if not cli.exists():
-        raise RuntimeError("the langgraph CLI is not installed (langgraph-cli[inmem])")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory(prefix="llmc-dev-") as workdir:
-        log = open(Path(workdir) / "server.log", "wb")  # noqa: SIM115 - closed below
-        server = subprocess.Popen(
-            [
-                str(cli),
-                "dev",
-                "--no-browser",
-                "--no-reload",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--n-jobs-per-worker",
-                str(jobs),
-                "--server-log-level",
-                "WARNING",
-                "--config",
-                str(REPO / "langgraph.json"),
-            ],
-            cwd=workdir,
-            env={
-                **os.environ,
-                **env,
-                "LANGGRAPH_CLI_NO_ANALYTICS": "1",
-                "LANGSMITH_TRACING": "false",
-                "LOG_LEVEL": "WARNING",
-            },
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            started = time.perf_counter()
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{url}/ok", timeout=2) as response:
-                        if response.status == 200:
-                            break
-                except OSError:
-                    pass
-                if server.poll() is not None or time.perf_counter() - started > 120:
-                    raise RuntimeError(
-                        "langgraph dev did not start:\n"
-                        + (Path(workdir) / "server.log").read_text(errors="replace")[-3000:]
-                    )
-                time.sleep(0.2)
-            print(f"    (langgraph dev up in {time.perf_counter() - started:.1f} s)", flush=True)
-            yield url
-        finally:
-            if server.poll() is None:
-                os.killpg(server.pid, signal.SIGTERM)
-                try:
-                    server.wait(20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(server.pid, signal.SIGKILL)
-                    server.wait(10)
-            log.close()
+def timed_dev_server(env: dict[str, str], jobs: int) -> Iterator[str]:
+    """``langgraph dev`` serving ``langgraph.json``; says how long it took to start."""
+    started = time.perf_counter()
+    server_env = {**env, "LOG_LEVEL": "WARNING"}
+    with dev_server(
+        REPO / "langgraph.json", env=server_env, jobs_per_worker=jobs, log_level="WARNING"
+    ) as url:
+        print(f"    (langgraph dev up in {time.perf_counter() - started:.1f} s)", flush=True)
+        yield url
 
 
 async def server_levels(url: str, levels: Sequence[int], quick: bool) -> list[LevelResult]:
@@ -393,7 +328,7 @@ def bench_runs(
         print(f"    postgres: skipped ({exc})")
     if server:
         try:
-            with dev_server(env, jobs=max(levels) + 4) as url:
+            with timed_dev_server(env, jobs=max(levels) + 4) as url:
                 results += asyncio.run(server_levels(url, levels, quick))
         except (ImportError, RuntimeError) as exc:
             print(f"    langgraph dev: skipped ({exc})")

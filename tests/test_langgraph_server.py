@@ -9,13 +9,7 @@ through ``langgraph_sdk`` and stops the server afterwards.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,81 +21,25 @@ pytest.importorskip("langgraph_sdk", reason="needs langgraph-sdk")
 
 from langgraph_sdk import get_client
 
+from llmcompiler_graph.testing.langgraph_dev import DevServerUnavailable, dev_server
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parent.parent
-STARTUP_TIMEOUT_S = 120.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/ok", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    cli = Path(sys.executable).with_name("langgraph")
-    if not cli.exists():
-        pytest.skip("the langgraph CLI is not installed (langgraph-cli[inmem])")
-    workdir = tmp_path_factory.mktemp("langgraph-dev")  # the server keeps .langgraph_api/ here
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
+def server_url() -> Iterator[str]:
     env = {
-        **os.environ,
         "LLMCOMPILER_FAKE": "1",
         "LLMCOMPILER_FAKE_CHUNK_DELAY": "0.05",
         "LLMCOMPILER_TOOL_LATENCY": "0.2",
-        # Nothing leaves the machine: no analytics, no tracing.
-        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
-        "LANGSMITH_TRACING": "false",
-        "LANGCHAIN_TRACING_V2": "false",
     }
-    log = (workdir / "server.log").open("wb")
-    server = subprocess.Popen(
-        [
-            str(cli),
-            "dev",
-            "--no-browser",
-            "--no-reload",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--config",
-            str(REPO / "langgraph.json"),
-        ],
-        cwd=workdir,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # one process group: stop the server and its children
-    )
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not _ok(url):
-            if server.poll() is not None or time.monotonic() > deadline:
-                tail = (workdir / "server.log").read_text(errors="replace")[-4000:]
-                pytest.fail(f"langgraph dev did not come up at {url}:\n{tail}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait(10)
-        log.close()
+        with dev_server(REPO / "langgraph.json", env=env) as url:
+            yield url
+    except DevServerUnavailable as exc:
+        pytest.skip(str(exc))
 
 
 def ask(text: str) -> dict[str, Any]:
