@@ -155,7 +155,6 @@ async def test_tools_stream_mode_sees_each_tool_call() -> None:
 
 
 async def test_replan_sees_history_and_continues_numbering() -> None:
-    plan2 = '5. search(query="Germany population 2023", context=$2)\n6. join()<END_OF_PLAN>'
     plan2 = '4. lookup(key="${1}")\n5. search(query="again $2")\n6. join()<END_OF_PLAN>'
     model = ScriptedChatModel(
         replies=[PLAN, replan("need a fresher figure"), plan2, finish("Germany")]

@@ -9,13 +9,7 @@ only when the server binaries are missing and cannot be installed.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import pathlib
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -26,6 +20,7 @@ pytest.importorskip(
     "langgraph.checkpoint.postgres", reason="needs langgraph-checkpoint-postgres and psycopg"
 )
 
+from durability import kill_mid_scheduler_then_resume
 from langchain_core.messages import HumanMessage
 from langchain_core.tools import tool
 from langgraph.checkpoint.postgres import PostgresSaver
@@ -38,8 +33,6 @@ from llmcompiler_graph.testing.postgres import LocalPostgres, PostgresUnavailabl
 from llmcompiler_graph.testing.scripted import ScriptedChatModel, finish, replan
 
 pytestmark = pytest.mark.integration
-
-WORKER = pathlib.Path(__file__).parent / "pg_worker.py"
 
 
 @pytest.fixture(scope="module")
@@ -202,54 +195,7 @@ async def test_concurrent_runs_share_a_connection_pool(pg_url: str) -> None:
             assert state.values["messages"][0].content == f"q{i}"
 
 
-def _lines(path: pathlib.Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
-
-
 def test_killed_worker_process_resumes_in_another_without_rerunning_tools(
     pg_url: str, tmp_path: pathlib.Path
 ) -> None:
-    log = tmp_path / "calls.log"
-    thread_id = uuid.uuid4().hex
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    worker = subprocess.Popen(
-        [sys.executable, str(WORKER), pg_url, str(log), thread_id, "start"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        finished = {"done:a", "done:b", "done:c A"}
-        while not finished <= set(_lines(log)):
-            assert worker.poll() is None, worker.stderr.read().decode()  # type: ignore[union-attr]
-            assert time.monotonic() < deadline, _lines(log)
-            time.sleep(0.05)
-        time.sleep(0.5)  # let the journal writes of those calls land
-        assert "start:slow" in _lines(log) and "done:slow" not in _lines(log)
-        worker.send_signal(signal.SIGKILL)
-        assert worker.wait(10) == -signal.SIGKILL
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait(10)
-    before = _lines(log)
-
-    resumed = subprocess.run(
-        [sys.executable, str(WORKER), pg_url, str(log), thread_id, "resume"],
-        env=env,
-        capture_output=True,
-        timeout=120,
-    )
-    assert resumed.returncode == 0, resumed.stderr.decode()[-3000:]
-    out = json.loads(resumed.stdout.decode().strip().splitlines()[-1])
-    after = _lines(log)[len(before) :]
-
-    assert out["answer"] == "all done"
-    assert out["results"] == {"1": "A", "2": "B", "3": "C A", "4": "SLOW", "5": "D C A SLOW"}
-    assert out["planner_calls"] == 0 and out["joiner_calls"] == 1
-    # The call in flight at the kill runs again; the finished ones do not.
-    assert after.count("start:slow") == 1 and after.count("done:slow") == 1
-    rerun = [line for line in after if line.split(":", 1)[1] in {"a", "b", "c A"}]
-    assert rerun == [], f"finished tools ran again after resume: {rerun}"
-    assert after[-2:] == ["start:d C A SLOW", "done:d C A SLOW"]
+    kill_mid_scheduler_then_resume(pg_url, tmp_path)

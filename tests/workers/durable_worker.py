@@ -1,9 +1,12 @@
-"""A worker process for the durability test: runs (or resumes) one question.
+"""A worker process for the kill-and-resume tests: runs or resumes one question.
 
-Usage: python durable_worker.py DB LOG THREAD start|resume
+Usage: python durable_worker.py SAVER LOG THREAD start|resume
 
-Every tool call appends ``start:<name>`` and ``done:<name>`` lines to LOG, so the
-test can tell which calls finished before the process was killed.
+SAVER is a ``postgresql://`` URL (Postgres checkpointer) or a file path (SQLite).
+Every tool call appends ``start:<name>`` and ``done:<name>`` to LOG (fsynced), so
+the test can tell which calls finished before this process was killed. The
+planner and joiner are separate scripted models: a resumed process must not
+plan again, so its planner has no reply at all.
 """
 
 from __future__ import annotations
@@ -12,23 +15,25 @@ import asyncio
 import json
 import os
 import sys
+import time
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 from langchain_core.messages import HumanMessage
 from langchain_core.tools import tool
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from llmcompiler_graph import create_llm_compiler
 from llmcompiler_graph.testing.scripted import ScriptedChatModel, finish
 
-DB, LOG, THREAD, MODE = sys.argv[1:5]
+SAVER, LOG, THREAD, MODE = sys.argv[1:5]
 
+# Async and sync (threaded) tools, a chain, and one slow call in flight at the kill.
 PLAN = """1. work("a", 0.1)
-2. work("b", 0.1)
-3. work("c", 0.2)
-4. work("d $1", 0.1)
-5. work("slow", 60)
-6. work("e $4 $5", 0.1)
-7. join()<END_OF_PLAN>"""
+2. work_sync("b", 0.2)
+3. work("c $1", 0.1)
+4. work("slow", 60)
+5. work_sync("d $3 $4", 0.1)
+6. join()<END_OF_PLAN>"""
 
 
 def log(line: str) -> None:
@@ -38,22 +43,46 @@ def log(line: str) -> None:
         os.fsync(fh.fileno())
 
 
+def seconds_for(seconds: float) -> float:
+    # On resume the slow call is quick, so the resumed run can finish.
+    return 0.1 if MODE == "resume" and seconds > 5 else seconds
+
+
 @tool
 async def work(name: str, seconds: float) -> str:
-    """Do some work."""
+    """Do some work (async)."""
     log(f"start:{name}")
-    # On resume the slow call is quick, so the resumed run can finish.
-    await asyncio.sleep(0.1 if MODE == "resume" and seconds > 5 else seconds)
+    await asyncio.sleep(seconds_for(seconds))
     log(f"done:{name}")
     return name.upper()
 
 
+@tool
+def work_sync(name: str, seconds: float) -> str:
+    """Do some work (sync, in a thread)."""
+    log(f"start:{name}")
+    time.sleep(seconds_for(seconds))
+    log(f"done:{name}")
+    return name.upper()
+
+
+def open_saver() -> AbstractAsyncContextManager[Any]:
+    if SAVER.startswith("postgresql://"):
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+        return AsyncPostgresSaver.from_conn_string(SAVER)
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    return AsyncSqliteSaver.from_conn_string(SAVER)
+
+
 async def main() -> None:
-    # A resumed run must not plan again: its model only has the joiner's reply.
-    replies = [PLAN, finish("all done")] if MODE == "start" else [finish("all done")]
-    model = ScriptedChatModel(replies=replies)
-    async with AsyncSqliteSaver.from_conn_string(DB) as saver:
-        graph = create_llm_compiler(model, [work]).compile(checkpointer=saver)
+    planner = ScriptedChatModel(replies=[PLAN] if MODE == "start" else [])
+    joiner = ScriptedChatModel(replies=[finish("all done")])
+    async with open_saver() as saver:
+        graph = create_llm_compiler(
+            joiner, [work, work_sync], planner_model=planner, joiner_model=joiner
+        ).compile(checkpointer=saver)
         config = {"configurable": {"thread_id": THREAD}}
         out = await graph.ainvoke(
             {"messages": [HumanMessage("go")]} if MODE == "start" else None, config
@@ -63,7 +92,8 @@ async def main() -> None:
                 {
                     "answer": out["messages"][-1].content,
                     "results": {r["idx"]: r["value"] for r in out["results"]},
-                    "llm_calls": len(model.calls),
+                    "planner_calls": len(planner.calls),
+                    "joiner_calls": len(joiner.calls),
                 }
             )
         )
