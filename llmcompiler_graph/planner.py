@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel, LanguageModelLike
@@ -27,9 +28,17 @@ from langchain_core.runnables import RunnableConfig
 from llmcompiler_graph._sync import run_sync
 from llmcompiler_graph.executor import ToolSpec, describe_tools
 from llmcompiler_graph.journal import Journal
-from llmcompiler_graph.plan import END_OF_PLAN, PlanStreamParser
+from llmcompiler_graph.plan import END_OF_PLAN, PlanNote, PlanStreamParser
 from llmcompiler_graph.scheduler import SchedulingPolicy, TaskFetchingUnit, _writer, register
 from llmcompiler_graph.state import LLMCompilerState, ResultRecord, RoundRecord, usage_of
+
+# Chunks still read after the plan ended, for the usage that comes last.
+MAX_CHUNKS_AFTER_PLAN = 64
+# Lines that cannot run (stray text, tasks past ``max_tasks``) before the
+# planner stops reading the model's output.
+MAX_UNUSABLE_LINES = 50
+# Stray lines shown to the LLMs per round; state keeps all of them.
+MAX_NOTES_SHOWN = 20
 
 PLANNER_SYSTEM_PROMPT = """\
 You are the planner of a tool-using assistant. Answer the user's question by \
@@ -104,14 +113,22 @@ def render_round(
     for task in tasks:
         if task["tool"] == "join":
             continue
-        lines.append(f"{task['idx']}. {task['tool']}({task['args']})")
+        lines.append(f"{task['idx']}. {task['tool']}({truncate(task['args'], max_chars)})")
         result = results.get(task["idx"])
         if result is None:
             lines.append("   Observation: (not run)")
         else:
             lines.append(f"   Observation: {truncate(result['content'], max_chars)}")
-    for note in notes:
-        lines.append(f"(planner output not run: {note['text']!r} — {note['reason']})")
+    # Past MAX_NOTES_SHOWN, the first ones and the last (which may say why the
+    # planner stopped reading) are shown, with a count of those left out.
+    hidden = max(0, len(notes) - MAX_NOTES_SHOWN)
+    for i, note in enumerate(notes):
+        if hidden and i == MAX_NOTES_SHOWN - 1:
+            lines.append(f"(… {hidden} more lines of planner output that could not run …)")
+        if hidden and MAX_NOTES_SHOWN - 1 <= i < len(notes) - 1:
+            continue
+        text = truncate(note["text"], max_chars)
+        lines.append(f"(planner output not run: {text!r} — {note['reason']})")
     return "\n".join(lines) if lines else "(the plan had no tasks)"
 
 
@@ -229,19 +246,40 @@ class Planner:
         text: list[str] = []
         tasks = []
         usage: dict[str, int] = {}
+        max_tasks = self.policy.max_tasks
+        drained = 0
         try:
-            async for chunk in self._bound_model(start).astream(
-                self.messages(state, start), config
-            ):
-                piece = chunk.text if isinstance(chunk, BaseMessage) else str(chunk)
-                _add_usage(usage, usage_of(chunk))
-                if parser.finished:
-                    continue  # drain the stream: usage arrives in its last chunk
-                text.append(piece)
-                for task in parser.feed(piece):
-                    tasks.append(task)
-                    if unit is not None:
-                        unit.submit(task)
+            stream = self._bound_model(start).astream(self.messages(state, start), config)
+            async with _closing(stream):
+                async for chunk in stream:
+                    piece = chunk.text if isinstance(chunk, BaseMessage) else str(chunk)
+                    _add_usage(usage, usage_of(chunk))
+                    if parser.finished:
+                        # Drain a little: usage arrives in the last chunk. A model that
+                        # keeps writing after the plan's end is not waited for.
+                        drained += 1
+                        if drained > MAX_CHUNKS_AFTER_PLAN:
+                            break
+                        continue
+                    text.append(piece)
+                    for task in parser.feed(piece):
+                        tasks.append(task)
+                        if unit is not None:
+                            unit.submit(task)
+                    unusable = len(parser.notes) + (
+                        max(0, len(tasks) - max_tasks) if max_tasks is not None else 0
+                    )
+                    if unusable > MAX_UNUSABLE_LINES:
+                        # A runaway model (repeating a line until its context is full)
+                        # would otherwise hold the run and flood the joiner's prompt.
+                        parser.notes.append(
+                            PlanNote(
+                                f"(output after {len(tasks) + len(parser.notes)} lines)",
+                                f"not read: more than {MAX_UNUSABLE_LINES} lines of the "
+                                "plan could not run, so the planner stopped reading",
+                            )
+                        )
+                        break
             for task in parser.close():
                 tasks.append(task)
                 if unit is not None:
@@ -276,6 +314,18 @@ class Planner:
 
     def node(self, state: LLMCompilerState, config: RunnableConfig) -> dict[str, Any]:
         return run_sync(self.anode(state, config))
+
+
+@asynccontextmanager
+async def _closing(stream: AsyncIterator[Any]) -> AsyncIterator[None]:
+    """Close the model's stream when the planner stops reading early, so the
+    server stops generating (an HTTP stream is closed)."""
+    try:
+        yield
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def _add_usage(total: dict[str, int], usage: dict[str, int]) -> None:

@@ -16,9 +16,11 @@ from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.types import Command
+from pydantic import Field
 
 import llmcompiler_graph
 from llmcompiler_graph import create_llm_compiler
+from llmcompiler_graph.planner import MAX_CHUNKS_AFTER_PLAN, MAX_NOTES_SHOWN, MAX_UNUSABLE_LINES
 from llmcompiler_graph.testing.scripted import ScriptedChatModel, finish, replan
 
 
@@ -244,6 +246,67 @@ async def test_recursion_limit_follows_max_replans() -> None:
     parent.add_edge("agent", END)
     out = await parent.compile().ainvoke(question(), {"recursion_limit": 10})
     assert out["messages"][-1].content == "again"
+
+
+class CountingModel(ScriptedChatModel):
+    """Counts, per call, the chunks the caller actually pulled from the stream."""
+
+    pulls: list[int] = Field(default_factory=list)
+
+    async def _astream(self, *args: Any, **kwargs: Any):  # type: ignore[override]
+        self.pulls.append(0)
+        async for chunk in super()._astream(*args, **kwargs):
+            self.pulls[-1] += 1
+            yield chunk
+
+
+async def test_runaway_planner_is_cut_and_does_not_flood_the_joiner() -> None:
+    # A small model repeating a line until its context is full: the planner stops
+    # reading, says so, and the joiner sees a bounded prompt.
+    runaway = '1. fetch("http://ok")\n' + 'N. math(problem="10% of 1200")\n' * 2000
+    model = CountingModel(replies=[runaway, finish("x")])
+    out = await create_llm_compiler(model, [fetch]).compile().ainvoke(question())
+    assert model.pulls[0] < 100  # the other ~1,900 lines were never read
+    notes = out["rounds"][0]["notes"]
+    assert len(notes) == MAX_UNUSABLE_LINES + 2
+    assert "stopped reading" in notes[-1]["reason"]
+    assert results_of(out)[1]["ok"]
+    joiner_prompt = model.calls[1][-1].content
+    assert joiner_prompt.count("planner output not run") == MAX_NOTES_SHOWN
+    assert f"… {len(notes) - MAX_NOTES_SHOWN} more lines of planner output" in joiner_prompt
+    assert "stopped reading" in joiner_prompt
+    assert out["messages"][-1].content == "x"
+
+
+async def test_tasks_past_max_tasks_count_towards_the_cut() -> None:
+    plan = "".join(f'{i}. fetch("http://ok/{i}")\n' for i in range(1, 500))
+    model = CountingModel(replies=[plan, finish("x")])
+    out = await create_llm_compiler(model, [fetch], max_tasks=5).compile().ainvoke(question())
+    assert len(out["tasks"]) == 5 + MAX_UNUSABLE_LINES + 1
+    assert model.pulls[0] < 100
+    assert "stopped reading" in out["rounds"][0]["notes"][-1]["reason"]
+
+
+async def test_model_writing_on_after_the_plan_is_not_waited_for() -> None:
+    tail = "and some more chatter\n" * 1000
+    plan = '1. fetch("http://ok")\n2. join()<END_OF_PLAN>\n' + tail
+    model = CountingModel(replies=[plan, finish("x")], chunk_delay=0.01)
+    began = time.perf_counter()
+    out = await create_llm_compiler(model, [fetch]).compile().ainvoke(question())
+    assert time.perf_counter() - began < 5  # the whole stream would take over 10 s
+    assert model.pulls[0] <= 2 + MAX_CHUNKS_AFTER_PLAN + 1
+    assert out["rounds"][0]["notes"] == [] and results_of(out)[1]["ok"]
+
+
+async def test_huge_stray_line_and_call_text_are_truncated_for_llms() -> None:
+    plan = "x" * 50_000 + '\n1. fetch("' + "y" * 50_000 + '")\n2. join()'
+    model = ScriptedChatModel(replies=[plan, finish("x")])
+    graph = create_llm_compiler(model, [fetch], max_observation_chars=200).compile()
+    out = await graph.ainvoke(question())
+    assert len(out["rounds"][0]["notes"][0]["text"]) == 50_000  # state keeps it all
+    prompt = model.calls[1][-1].content
+    assert len(prompt) < 2_000
+    assert prompt.count("[truncated") >= 3  # the note, the call and its observation
 
 
 # ------------------------------------------------------------------ memoization
