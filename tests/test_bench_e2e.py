@@ -33,7 +33,7 @@ def test_quick_run_writes_json_and_pngs(tmp_path: Path, capsys: pytest.CaptureFi
     for suite, systems in data["summary"].items():
         assert set(systems) == {"react_seq", "react_par", "llmc_stream", "llmc_batch"}
         for name, fig in systems.items():
-            assert fig["errors"] == 0, (suite, name, data["runs"])
+            assert fig["errors"] == 0 and fig["tool_errors"] == 0, (suite, name, data["runs"])
             assert fig["accuracy"] == 1.0, (suite, name)
             assert fig["input_tokens"] > 0 and fig["cost_usd"] > 0
         assert systems["llmc_stream"]["ratio_to_bound_median"] >= 0.95

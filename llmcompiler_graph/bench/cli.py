@@ -121,6 +121,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="tavily",
         help="search tool in real mode (tavily needs TAVILY_API_KEY)",
     )
+    real.add_argument(
+        "--grammar",
+        choices=["none", "llama.cpp", "vllm"],
+        default="none",
+        help="constrain LLMCompiler's planner and joiner with grammars built from the tools "
+        "(llama.cpp: GBNF 'grammar' field; vllm: structured outputs)",
+    )
+    real.add_argument(
+        "--max-tokens",
+        type=int,
+        default=1024,
+        help="output tokens per LLM call, so a runaway model cannot fill its context",
+    )
     real.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
     args = p.parse_args(argv)
     args.real = bool(args.base_url or args.model)
@@ -162,6 +175,7 @@ def _real_models_and_tools(args: argparse.Namespace) -> tuple[Any, list[Any]]:
         temperature=0,
         stream_usage=True,
         api_key=os.environ.get(args.api_key_env) or "not-needed",  # type: ignore[arg-type]
+        max_tokens=args.max_tokens,  # type: ignore[call-arg]
     )
     search = (
         create_tavily_search_tool() if args.search == "tavily" else create_offline_search_tool()
@@ -189,7 +203,13 @@ async def _run_suites(args: argparse.Namespace, log: Any) -> dict[str, Any]:
     if args.real:
         llm, tools = _real_models_and_tools(args)
         for system in args.systems:
-            graphs[system] = build_system(system, llm, tools, max_replans=args.max_replans)
+            graphs[system] = build_system(
+                system,
+                llm,
+                tools,
+                max_replans=args.max_replans,
+                grammar=None if args.grammar == "none" else args.grammar,
+            )
     else:
         get_counter(profile.tokenizer)("warm up")  # loads the BPE before any timing
         sim = SimChatModel(profile=profile, book=ScriptBook(all_items), time_scale=scale)

@@ -38,7 +38,8 @@ class RunRecord:
         answer: Final answer text.
         correct: Whether the answer scores as correct against the gold answer.
         spans: Timeline (modelled seconds from the run's start).
-        error: Error text if the run failed.
+        error: Error text if the run failed (raised, or timed out).
+        tool_errors: Tool calls that ended in an error (the run may still answer).
     """
 
     suite: str
@@ -55,6 +56,7 @@ class RunRecord:
     correct: bool = False
     spans: list[Span] = field(default_factory=list)
     error: str | None = None
+    tool_errors: int = 0
 
     def to_json(self, with_spans: bool = False) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -163,7 +165,6 @@ async def run_once(
         span.first_token = span.first_token / time_scale if span.first_token else None
     llm = rec.llm_spans()
     tools = rec.tool_spans()
-    tool_errors = [s.error for s in tools if s.error]
     record = RunRecord(
         suite=item.suite,
         item=item.key,
@@ -177,7 +178,8 @@ async def run_once(
         answer=answer,
         correct=is_correct(answer, item.answer),
         spans=sorted(rec.spans, key=lambda s: s.start),
-        error=error or (tool_errors[0] if tool_errors else None),
+        error=error,
+        tool_errors=sum(s.error is not None for s in tools),
     )
     if system.startswith("llmc") and world is not None:
         record.bound_s = critical_path_bound(item, world, llm)
@@ -214,6 +216,7 @@ def summarize(
         fig: dict[str, Any] = {
             "runs": len(runs),
             "errors": sum(r.error is not None for r in runs),
+            "tool_errors": sum(r.tool_errors for r in runs),
             "latency_median_s": med(lat),
             "latency_p90_s": percentile(lat, 90),
             "bound_median_s": med([r.bound_s for r in runs if r.bound_s]) if ratios else None,
