@@ -38,8 +38,7 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, A
 
 
 # ------------------------------------------------------- the real local model
-# One llama.cpp server for every test module that needs it: it takes seconds
-# to start. Imported lazily so the unit tests run without the 'local' extra.
+# Imported lazily so the unit tests run without the 'local' extra.
 
 
 @pytest.fixture(scope="session")
@@ -60,9 +59,15 @@ def local_model_path() -> Path:
         pytest.skip(f"default model not cached and cannot be fetched (no network?): {exc}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def local_server(local_model_path: Path) -> Iterator[Any]:
-    """llama.cpp's OpenAI-compatible server on 127.0.0.1, stopped afterwards."""
+    """llama.cpp's OpenAI-compatible server on 127.0.0.1, stopped afterwards.
+
+    One per module, not per session: langchain-openai caches its async HTTP
+    client by base URL, and a client whose connections belong to an earlier
+    test's (closed) event loop fails with "Event loop is closed". A new server
+    has a new port, so a new client.
+    """
     from llmcompiler_graph.local import start_local_server
 
     srv = start_local_server(local_model_path, n_ctx=4096)
