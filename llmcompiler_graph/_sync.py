@@ -6,6 +6,12 @@ in the planner node must outlive it until the scheduler node drains it, so all
 sync runs share one background event loop rather than a loop per node call.
 The caller's context is carried over, so ``get_stream_writer()``, ``get_config()``
 and tracing keep working.
+
+Inside a sync run, :func:`in_sync_run` is true and the nodes call the sync APIs
+of models and tools (in worker threads). Clients such as langchain-openai's
+keep one process-wide async HTTP client whose connections belong to the event
+loop that opened them; using it from this background loop and later from the
+caller's own loop (``invoke`` in a notebook, then ``await ainvoke``) hangs.
 """
 
 from __future__ import annotations
@@ -18,6 +24,16 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+_sync_run: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "llmcompiler_graph_sync_run", default=False
+)
+
+
+def in_sync_run() -> bool:
+    """Whether the current node runs for LangGraph's sync API (``invoke``/``stream``)."""
+    return _sync_run.get()
+
 
 _loop: asyncio.AbstractEventLoop | None = None
 _lock = threading.Lock()
@@ -44,6 +60,7 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """
     loop = background_loop()
     ctx = contextvars.copy_context()
+    ctx.run(_sync_run.set, True)
     result: concurrent.futures.Future[T] = concurrent.futures.Future()
     holder: dict[str, asyncio.Task[T]] = {}
 

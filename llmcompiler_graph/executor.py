@@ -18,14 +18,15 @@ inside them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import inspect
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 from uuid import UUID
 
 from langchain_core.callbacks import AsyncCallbackManager, BaseCallbackHandler
@@ -34,6 +35,10 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import var_child_runnable_config
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel
+
+from llmcompiler_graph._sync import in_sync_run
+
+T = TypeVar("T")
 
 # Threads are created lazily, so a large cap costs nothing until a wide plan needs it.
 _THREADS_MAX = 256
@@ -54,6 +59,60 @@ async def run_in_thread(func: Callable[[], Any]) -> Any:
     """Run ``func`` in the tool thread pool with the current context copied."""
     ctx = contextvars.copy_context()
     return await asyncio.get_running_loop().run_in_executor(_thread_pool(), ctx.run, func)
+
+
+# Items a worker may read ahead of the consumer of iterate_in_thread.
+_AHEAD = 8
+
+
+async def iterate_in_thread(make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
+    """Iterate a sync iterator (e.g. ``model.stream(...)``) in the thread pool.
+
+    Items are handed to the event loop as they come, at most a few ahead of the
+    consumer. When the consumer stops early or is cancelled, the worker stops
+    at the next item and closes the iterator (a model's HTTP stream with it).
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[bool, Any]] = asyncio.Queue()
+    stop = threading.Event()
+    window = threading.Semaphore(_AHEAD)
+
+    def put(done: bool, item: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(queue.put_nowait, (done, item))
+
+    def produce() -> None:
+        try:
+            iterator = make()
+            try:
+                for item in iterator:
+                    window.acquire()
+                    if stop.is_set():
+                        break
+                    put(False, item)
+            finally:
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    close()
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(True, exc)
+        else:
+            put(True, None)
+
+    ctx = contextvars.copy_context()
+    loop.run_in_executor(_thread_pool(), ctx.run, produce)
+    try:
+        while True:
+            done, item = await queue.get()
+            if done:
+                if item is not None:
+                    raise item
+                return
+            window.release()
+            yield item
+    finally:
+        stop.set()
+        window.release()  # wakes a worker waiting for room, so it sees ``stop``
 
 
 _TOOL_EVENTS = ("on_tool_start", "on_tool_end", "on_tool_error")
@@ -101,6 +160,7 @@ class ToolSpec:
         "direct",
         "expected_latency",
         "field_names",
+        "has_sync",
         "is_async",
         "memoize",
         "requires_approval",
@@ -143,6 +203,8 @@ class ToolSpec:
             name for name, prop in tool.args.items() if prop.get("type") == "string"
         )
         self.is_async = _has_native_async(tool)
+        # A tool with both implementations runs its sync one in sync runs (see _sync).
+        self.has_sync = isinstance(tool, StructuredTool) and tool.func is not None
         self.direct = self._supports_direct_call()
 
     def _supports_direct_call(self) -> bool:
@@ -212,7 +274,7 @@ class ToolSpec:
         kwargs = self.validate(tool_input)
         tool: StructuredTool = self.tool  # type: ignore[assignment]
         var_child_runnable_config.set(config)
-        if tool.coroutine is not None:
+        if tool.coroutine is not None and not (self.has_sync and in_sync_run()):
             return await tool.coroutine(**kwargs)
         return await run_in_thread(functools.partial(tool.func, **kwargs))  # type: ignore[arg-type]
 
@@ -221,7 +283,7 @@ class ToolSpec:
     ) -> Any:
         """The LangChain path: full tool interface, callbacks and tracing."""
         task_config: RunnableConfig = {**config, "run_id": run_id, "run_name": self.tool.name}
-        if self.is_async:
+        if self.is_async and not (self.has_sync and in_sync_run()):
             return await self.tool.ainvoke(tool_input, task_config)
         return await run_in_thread(functools.partial(self.tool.invoke, tool_input, task_config))
 

@@ -20,7 +20,8 @@ from langchain_core.language_models import BaseChatModel, LanguageModelLike
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 
-from llmcompiler_graph._sync import run_sync
+from llmcompiler_graph._sync import in_sync_run, run_sync
+from llmcompiler_graph.executor import run_in_thread
 from llmcompiler_graph.planner import conversation, render_round
 from llmcompiler_graph.state import LLMCompilerState, usage_of
 
@@ -148,9 +149,11 @@ class Joiner:
             or not _room_for_another_round(config)
         )
         joiner_start = time.time()
-        reply = await self._bound_model().ainvoke(
-            self.messages(state, must_finish=must_finish), config
-        )
+        model, messages = self._bound_model(), self.messages(state, must_finish=must_finish)
+        if in_sync_run():  # sync runs use sync model APIs (see _sync)
+            reply = await run_in_thread(lambda: model.invoke(messages, config))
+        else:
+            reply = await model.ainvoke(messages, config)
         text = reply.text if isinstance(reply, BaseMessage) else str(reply)
         decision = parse_joiner_reply(text)
         rounds = list(state.get("rounds") or [])

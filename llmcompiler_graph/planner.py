@@ -25,8 +25,8 @@ from langchain_core.messages import (
 )
 from langchain_core.runnables import RunnableConfig
 
-from llmcompiler_graph._sync import run_sync
-from llmcompiler_graph.executor import ToolSpec, describe_tools
+from llmcompiler_graph._sync import in_sync_run, run_sync
+from llmcompiler_graph.executor import ToolSpec, describe_tools, iterate_in_thread
 from llmcompiler_graph.journal import Journal
 from llmcompiler_graph.plan import END_OF_PLAN, PlanNote, PlanStreamParser
 from llmcompiler_graph.scheduler import SchedulingPolicy, TaskFetchingUnit, _writer, register
@@ -249,7 +249,12 @@ class Planner:
         max_tasks = self.policy.max_tasks
         drained = 0
         try:
-            stream = self._bound_model(start).astream(self.messages(state, start), config)
+            model, messages = self._bound_model(start), self.messages(state, start)
+            stream = (
+                iterate_in_thread(lambda: model.stream(messages, config))
+                if in_sync_run()
+                else model.astream(messages, config)
+            )
             async with _closing(stream):
                 async for chunk in stream:
                     piece = chunk.text if isinstance(chunk, BaseMessage) else str(chunk)

@@ -259,6 +259,12 @@ class CountingModel(ScriptedChatModel):
             self.pulls[-1] += 1
             yield chunk
 
+    def _stream(self, *args: Any, **kwargs: Any):  # type: ignore[override]
+        self.pulls.append(0)
+        for chunk in super()._stream(*args, **kwargs):
+            self.pulls[-1] += 1
+            yield chunk
+
 
 async def test_runaway_planner_is_cut_and_does_not_flood_the_joiner() -> None:
     # A small model repeating a line until its context is full: the planner stops
@@ -275,6 +281,17 @@ async def test_runaway_planner_is_cut_and_does_not_flood_the_joiner() -> None:
     assert joiner_prompt.count("planner output not run") == MAX_NOTES_SHOWN
     assert f"… {len(notes) - MAX_NOTES_SHOWN} more lines of planner output" in joiner_prompt
     assert "stopped reading" in joiner_prompt
+    assert out["messages"][-1].content == "x"
+
+
+def test_runaway_planner_is_cut_in_sync_runs_too() -> None:
+    # Sync runs read the model's sync stream in a worker thread; stopping early
+    # must stop that thread's iteration as well.
+    runaway = '1. fetch("http://ok")\n' + 'N. math(problem="10% of 1200")\n' * 2000
+    model = CountingModel(replies=[runaway, finish("x")])
+    out = create_llm_compiler(model, [fetch]).compile().invoke(question())
+    assert model.pulls[0] < 100
+    assert "stopped reading" in out["rounds"][0]["notes"][-1]["reason"]
     assert out["messages"][-1].content == "x"
 
 

@@ -8,11 +8,13 @@ import time
 from typing import Any
 
 import pytest
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, HumanMessage
-from langchain_core.tools import tool
+from langchain_core.tools import StructuredTool, tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, MessagesState, StateGraph
+from pydantic import Field
 
 from llmcompiler_graph import create_llm_compiler
 from llmcompiler_graph.joiner import MUST_FINISH
@@ -236,6 +238,59 @@ def test_sync_invoke_and_stream() -> None:
     model2 = ScriptedChatModel(replies=[PLAN, finish("sync answer")])
     out = create_llm_compiler(model2, [search, lookup]).compile().invoke(question())
     assert out["messages"][-1].content == "sync answer"
+
+
+class ApiRecordingModel(ScriptedChatModel):
+    """Records which model API each call went through."""
+
+    apis: list[str] = Field(default_factory=list)
+
+    def _stream(self, *args: Any, **kwargs: Any):  # type: ignore[override]
+        self.apis.append("sync")
+        yield from super()._stream(*args, **kwargs)
+
+    async def _astream(self, *args: Any, **kwargs: Any):  # type: ignore[override]
+        self.apis.append("async")
+        async for chunk in super()._astream(*args, **kwargs):
+            yield chunk
+
+
+def _two_way_tool(calls: list[str]) -> StructuredTool:
+    def run(key: str) -> str:
+        calls.append("sync")
+        return key
+
+    async def arun(key: str) -> str:
+        calls.append("async")
+        return key
+
+    return StructuredTool.from_function(
+        func=run, coroutine=arun, name="both", description="Has sync and async versions."
+    )
+
+
+@pytest.mark.parametrize("watched", [False, True])
+def test_sync_runs_use_sync_apis_and_async_runs_async_ones(watched: bool) -> None:
+    # Process-wide async HTTP clients (langchain-openai's) are bound to the loop
+    # that opened their connections: a sync run must not touch them, or a later
+    # async run in the caller's loop hangs. ``watched`` takes LangChain's tool path.
+    plan = '1. both("a")\n2. both("b")\n3. join()'
+    config: dict[str, Any] = {"callbacks": [ToolWatcher()]} if watched else {}
+    tool_calls: list[str] = []
+    model = ApiRecordingModel(replies=[plan, finish("x")] * 3)
+    graph = create_llm_compiler(model, [_two_way_tool(tool_calls)]).compile()
+    assert graph.invoke(question(), config)["messages"][-1].content == "x"
+    assert list(graph.stream(question(), config, stream_mode="updates"))
+    assert model.apis == ["sync"] * 4 and tool_calls == ["sync"] * 4
+    model.apis.clear()
+    tool_calls.clear()
+    assert asyncio.run(graph.ainvoke(question(), config))["messages"][-1].content == "x"
+    assert model.apis == ["async"] * 2 and tool_calls == ["async"] * 2
+
+
+class ToolWatcher(BaseCallbackHandler):
+    def on_tool_start(self, *args: Any, **kwargs: Any) -> None:
+        pass
 
 
 async def test_embedded_as_subgraph_of_a_parent_graph() -> None:
