@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from llmcompiler_graph._clock import now
 from llmcompiler_graph.config import (
     AgentConfig,
     ConfigError,
@@ -287,7 +288,7 @@ class ProgressPrinter:
     def __init__(self, out: TextIO, started: float) -> None:
         self.out = out
         self.started = started
-        self.clock = time.time
+        self.clock = now
         self._buffers: dict[str, str] = {}
 
     def line(self, who: str, text: str) -> None:
@@ -601,13 +602,13 @@ def _ask_with(
         file=progress,
     )
     print(f"Question: {question}\n", file=progress, flush=True)
-    started = time.time()
+    started = now()
     printer = ProgressPrinter(progress, started)
     # Each round takes 3 steps: leave room for every allowed replan (the joiner finishes
     # early when the next round would not fit).
     limit = max(25, 3 * (max_replans + 1) + 1)
     state = asyncio.run(_stream_run(graph, question, printer, limit))
-    summary = summarize_run(state, started=started, ended=time.time())
+    summary = summarize_run(state, started=started, ended=now())
     summary = {"question": question, "model": label, "tool_set": choice.tool_set, **summary}
     if args.timeline is not None:
         from llmcompiler_graph.run_report import plot_timeline

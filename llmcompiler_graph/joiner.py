@@ -11,7 +11,6 @@ answer (its reason, else its thought) with no further model call.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -20,6 +19,7 @@ from langchain_core.language_models import BaseChatModel, LanguageModelLike
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 
+from llmcompiler_graph._clock import now
 from llmcompiler_graph._sync import in_sync_run, run_sync
 from llmcompiler_graph.executor import run_in_thread
 from llmcompiler_graph.planner import conversation, render_round
@@ -145,10 +145,10 @@ class Joiner:
         deadline = state.get("deadline")
         must_finish = (
             replans >= self.max_replans
-            or (deadline is not None and time.time() >= deadline)
+            or (deadline is not None and now() >= deadline)
             or not _room_for_another_round(config)
         )
-        joiner_start = time.time()
+        joiner_start = now()
         model, messages = self._bound_model(), self.messages(state, must_finish=must_finish)
         if in_sync_run():  # sync runs use sync model APIs (see _sync)
             reply = await run_in_thread(lambda: model.invoke(messages, config))
@@ -159,7 +159,7 @@ class Joiner:
         rounds = list(state.get("rounds") or [])
         record: dict[str, Any] = {
             "joiner_start": joiner_start,
-            "joiner_end": time.time(),
+            "joiner_end": now(),
             "joiner_usage": usage_of(reply),
             "joiner_reply": text,
             "thought": decision.thought,

@@ -8,7 +8,6 @@ picked up by the scheduler node.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -25,6 +24,7 @@ from langchain_core.messages import (
 )
 from langchain_core.runnables import RunnableConfig
 
+from llmcompiler_graph._clock import now
 from llmcompiler_graph._sync import in_sync_run, run_sync
 from llmcompiler_graph.executor import ToolSpec, describe_tools, iterate_in_thread
 from llmcompiler_graph.journal import Journal
@@ -242,7 +242,7 @@ class Planner:
                 emit=_writer(),
                 journal=Journal.for_run(config, dispatch_id),
             )
-        planner_start = time.time()
+        planner_start = now()
         text: list[str] = []
         tasks = []
         usage: dict[str, int] = {}
@@ -303,7 +303,7 @@ class Planner:
             "plan": "".join(text),
             "notes": [n.to_record() for n in parser.notes],
             "planner_start": planner_start,
-            "planner_end": time.time(),
+            "planner_end": now(),
             "planner_usage": usage,
         }
         update: dict[str, Any] = {

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.types import interrupt
 
+from llmcompiler_graph._clock import now
 from llmcompiler_graph._sync import run_sync
 from llmcompiler_graph.executor import ToolExecutor, ToolSpec, callbacks_watch_tools, to_text
 from llmcompiler_graph.journal import Journal, checkpointer_of, storable
@@ -230,7 +230,7 @@ class TaskFetchingUnit:
             running_task.cancel()
         for idx, entry in self.tasks.items():
             if idx not in self.results:
-                self._finish(entry.task, ok=False, value=None, error=reason, start=time.time())
+                self._finish(entry.task, ok=False, value=None, error=reason, start=now())
         self.held.clear()
         self._check_settled()
 
@@ -336,7 +336,7 @@ class TaskFetchingUnit:
                     "idx": idx,
                     "tool": task.tool,
                     "round": self.round_no,
-                    "time": time.time(),
+                    "time": now(),
                 }
             )
             self._check_settled()
@@ -391,7 +391,7 @@ class TaskFetchingUnit:
 
     async def _run(self, task: Task) -> None:
         spec = self.specs[task.tool]
-        start = time.time()
+        start = now()
         announced = False
         input_key = None
         try:
@@ -447,7 +447,7 @@ class TaskFetchingUnit:
             )  # fmt: skip
 
     def _fail(self, task: Task, error: str) -> None:
-        self._finish(task, ok=False, value=None, error=error, start=time.time())
+        self._finish(task, ok=False, value=None, error=error, start=now())
 
     def _finish(
         self,
@@ -463,7 +463,7 @@ class TaskFetchingUnit:
     ) -> None:
         if task.idx in self.results:
             return
-        end = time.time()
+        end = now()
         self._running.pop(task.idx, None)
         self._raw[task.idx] = value
         record: ResultRecord = {
@@ -666,7 +666,7 @@ class Scheduler:
         self.policy = policy
 
     async def anode(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
-        scheduler_start = time.time()
+        scheduler_start = now()
         rounds = list(state.get("rounds") or [])
         round_no = rounds[-1]["round"] if rounds else 0
         results = list(state.get("results") or [])
@@ -704,7 +704,7 @@ class Scheduler:
         deadline = state.get("deadline")
         try:
             while True:
-                remaining = None if deadline is None else deadline - time.time()
+                remaining = None if deadline is None else deadline - now()
                 try:
                     async with asyncio.timeout(remaining):
                         await unit.wait()
@@ -732,7 +732,7 @@ class Scheduler:
             rounds[-1] = {
                 **rounds[-1],
                 "scheduler_start": scheduler_start,
-                "scheduler_end": time.time(),
+                "scheduler_end": now(),
             }
         return {
             "results": results + sorted(this_round.values(), key=lambda r: r["end"]),
