@@ -203,7 +203,6 @@ class ToolSpec:
             name for name, prop in tool.args.items() if prop.get("type") == "string"
         )
         self.is_async = _has_native_async(tool)
-        # A tool with both implementations runs its sync one in sync runs (see _sync).
         self.has_sync = isinstance(tool, StructuredTool) and tool.func is not None
         self.direct = self._supports_direct_call()
 
@@ -274,8 +273,8 @@ class ToolSpec:
         kwargs = self.validate(tool_input)
         tool: StructuredTool = self.tool  # type: ignore[assignment]
         var_child_runnable_config.set(config)
-        if tool.coroutine is not None and not (self.has_sync and in_sync_run()):
-            return await tool.coroutine(**kwargs)
+        if self._runs_async():
+            return await tool.coroutine(**kwargs)  # type: ignore[misc]
         return await run_in_thread(functools.partial(tool.func, **kwargs))  # type: ignore[arg-type]
 
     async def call_langchain(
@@ -283,9 +282,13 @@ class ToolSpec:
     ) -> Any:
         """The LangChain path: full tool interface, callbacks and tracing."""
         task_config: RunnableConfig = {**config, "run_id": run_id, "run_name": self.tool.name}
-        if self.is_async and not (self.has_sync and in_sync_run()):
+        if self._runs_async():
             return await self.tool.ainvoke(tool_input, task_config)
         return await run_in_thread(functools.partial(self.tool.invoke, tool_input, task_config))
+
+    def _runs_async(self) -> bool:
+        # A tool with both implementations runs its sync one in sync runs (see _sync).
+        return self.is_async and not (self.has_sync and in_sync_run())
 
 
 def _has_native_async(tool: BaseTool) -> bool:

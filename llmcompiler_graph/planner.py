@@ -9,8 +9,8 @@ picked up by the scheduler node.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import aclosing
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel, LanguageModelLike
@@ -255,7 +255,8 @@ class Planner:
                 if in_sync_run()
                 else model.astream(messages, config)
             )
-            async with _closing(stream):
+            # Closing the stream when reading stops early makes the server stop generating.
+            async with aclosing(stream):  # type: ignore[type-var]
                 async for chunk in stream:
                     piece = chunk.text if isinstance(chunk, BaseMessage) else str(chunk)
                     _add_usage(usage, usage_of(chunk))
@@ -319,18 +320,6 @@ class Planner:
 
     def node(self, state: LLMCompilerState, config: RunnableConfig) -> dict[str, Any]:
         return run_sync(self.anode(state, config))
-
-
-@asynccontextmanager
-async def _closing(stream: AsyncIterator[Any]) -> AsyncIterator[None]:
-    """Close the model's stream when the planner stops reading early, so the
-    server stops generating (an HTTP stream is closed)."""
-    try:
-        yield
-    finally:
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None:
-            await aclose()
 
 
 def _add_usage(total: dict[str, int], usage: dict[str, int]) -> None:
