@@ -68,9 +68,7 @@ class DemoChatModel(ScriptedChatModel):
     :class:`ScriptedChatModel` keeps for tests would only grow.
     """
 
-    def _next_reply(self, messages: list[BaseMessage]) -> str:
-        reply = self.replies[-1]
-        return reply(messages) if callable(reply) else reply
+    keep_log: bool = False
 
 
 def _question(messages: list[BaseMessage]) -> str:

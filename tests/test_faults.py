@@ -16,7 +16,6 @@ from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.types import Command
-from pydantic import Field
 
 import llmcompiler_graph
 from llmcompiler_graph import create_llm_compiler
@@ -248,29 +247,11 @@ async def test_recursion_limit_follows_max_replans() -> None:
     assert out["messages"][-1].content == "again"
 
 
-class CountingModel(ScriptedChatModel):
-    """Counts, per call, the chunks the caller actually pulled from the stream."""
-
-    pulls: list[int] = Field(default_factory=list)
-
-    async def _astream(self, *args: Any, **kwargs: Any):  # type: ignore[override]
-        self.pulls.append(0)
-        async for chunk in super()._astream(*args, **kwargs):
-            self.pulls[-1] += 1
-            yield chunk
-
-    def _stream(self, *args: Any, **kwargs: Any):  # type: ignore[override]
-        self.pulls.append(0)
-        for chunk in super()._stream(*args, **kwargs):
-            self.pulls[-1] += 1
-            yield chunk
-
-
 async def test_runaway_planner_is_cut_and_does_not_flood_the_joiner() -> None:
     # A small model repeating a line until its context is full: the planner stops
     # reading, says so, and the joiner sees a bounded prompt.
     runaway = '1. fetch("http://ok")\n' + 'N. math(problem="10% of 1200")\n' * 2000
-    model = CountingModel(replies=[runaway, finish("x")])
+    model = ScriptedChatModel(replies=[runaway, finish("x")])
     out = await create_llm_compiler(model, [fetch]).compile().ainvoke(question())
     assert model.pulls[0] < 100  # the other ~1,900 lines were never read
     notes = out["rounds"][0]["notes"]
@@ -288,7 +269,7 @@ def test_runaway_planner_is_cut_in_sync_runs_too() -> None:
     # Sync runs read the model's sync stream in a worker thread; stopping early
     # must stop that thread's iteration as well.
     runaway = '1. fetch("http://ok")\n' + 'N. math(problem="10% of 1200")\n' * 2000
-    model = CountingModel(replies=[runaway, finish("x")])
+    model = ScriptedChatModel(replies=[runaway, finish("x")])
     out = create_llm_compiler(model, [fetch]).compile().invoke(question())
     assert model.pulls[0] < 100
     assert "stopped reading" in out["rounds"][0]["notes"][-1]["reason"]
@@ -297,7 +278,7 @@ def test_runaway_planner_is_cut_in_sync_runs_too() -> None:
 
 async def test_tasks_past_max_tasks_count_towards_the_cut() -> None:
     plan = "".join(f'{i}. fetch("http://ok/{i}")\n' for i in range(1, 500))
-    model = CountingModel(replies=[plan, finish("x")])
+    model = ScriptedChatModel(replies=[plan, finish("x")])
     out = await create_llm_compiler(model, [fetch], max_tasks=5).compile().ainvoke(question())
     assert len(out["tasks"]) == 5 + MAX_UNUSABLE_LINES + 1
     assert model.pulls[0] < 100
@@ -307,7 +288,7 @@ async def test_tasks_past_max_tasks_count_towards_the_cut() -> None:
 async def test_model_writing_on_after_the_plan_is_not_waited_for() -> None:
     tail = "and some more chatter\n" * 1000
     plan = '1. fetch("http://ok")\n2. join()<END_OF_PLAN>\n' + tail
-    model = CountingModel(replies=[plan, finish("x")], chunk_delay=0.01)
+    model = ScriptedChatModel(replies=[plan, finish("x")], chunk_delay=0.01)
     began = time.perf_counter()
     out = await create_llm_compiler(model, [fetch]).compile().ainvoke(question())
     assert time.perf_counter() - began < 5  # the whole stream would take over 10 s

@@ -14,7 +14,6 @@ from langchain_core.tools import StructuredTool, tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, MessagesState, StateGraph
-from pydantic import Field
 
 from llmcompiler_graph import create_llm_compiler
 from llmcompiler_graph.joiner import MUST_FINISH
@@ -240,21 +239,6 @@ def test_sync_invoke_and_stream() -> None:
     assert out["messages"][-1].content == "sync answer"
 
 
-class ApiRecordingModel(ScriptedChatModel):
-    """Records which model API each call went through."""
-
-    apis: list[str] = Field(default_factory=list)
-
-    def _stream(self, *args: Any, **kwargs: Any):  # type: ignore[override]
-        self.apis.append("sync")
-        yield from super()._stream(*args, **kwargs)
-
-    async def _astream(self, *args: Any, **kwargs: Any):  # type: ignore[override]
-        self.apis.append("async")
-        async for chunk in super()._astream(*args, **kwargs):
-            yield chunk
-
-
 def _two_way_tool(calls: list[str]) -> StructuredTool:
     def run(key: str) -> str:
         calls.append("sync")
@@ -277,7 +261,7 @@ def test_sync_runs_use_sync_apis_and_async_runs_async_ones(watched: bool) -> Non
     plan = '1. both("a")\n2. both("b")\n3. join()'
     config: dict[str, Any] = {"callbacks": [ToolWatcher()]} if watched else {}
     tool_calls: list[str] = []
-    model = ApiRecordingModel(replies=[plan, finish("x")] * 3)
+    model = ScriptedChatModel(replies=[plan, finish("x")] * 3)
     graph = create_llm_compiler(model, [_two_way_tool(tool_calls)]).compile()
     assert graph.invoke(question(), config)["messages"][-1].content == "x"
     assert list(graph.stream(question(), config, stream_mode="updates"))

@@ -35,6 +35,12 @@ class ScriptedChatModel(BaseChatModel):
         chunk_delay: Seconds slept before each chunk.
         chunk_by: ``"line"`` (each line with its newline is a chunk) or an int size.
         calls: The message lists the model was called with.
+        apis: Per call, the API it came through: ``"sync"`` (``invoke``/``stream``)
+            or ``"async"`` (``ainvoke``/``astream``).
+        pulls: Per call, how many chunks the caller actually pulled from the
+            stream (less than the reply's when it stopped reading early).
+        keep_log: Keep ``calls``, ``apis`` and ``pulls``; off for a model that
+            serves forever, whose log would only grow.
     """
 
     replies: list[Any] = Field(default_factory=list)
@@ -42,14 +48,20 @@ class ScriptedChatModel(BaseChatModel):
     chunk_delay: float = 0.0
     chunk_by: Any = "line"
     calls: list[list[BaseMessage]] = Field(default_factory=list)
+    apis: list[str] = Field(default_factory=list)
+    pulls: list[int] = Field(default_factory=list)
+    keep_log: bool = True
     _n: int = PrivateAttr(default=0)
 
     @property
     def _llm_type(self) -> str:
         return "scripted-fake"
 
-    def _next_reply(self, messages: list[BaseMessage]) -> str:
-        self.calls.append(list(messages))
+    def _next_reply(self, messages: list[BaseMessage], api: str) -> str:
+        if self.keep_log:
+            self.calls.append(list(messages))
+            self.apis.append(api)
+            self.pulls.append(0)
         if self._n >= len(self.replies) and (self.strict or not self.replies):
             raise AssertionError("the model was called more often than scripted")
         reply = self.replies[min(self._n, len(self.replies) - 1)]
@@ -57,6 +69,10 @@ class ScriptedChatModel(BaseChatModel):
         if isinstance(reply, BaseException):
             raise reply
         return reply(messages) if callable(reply) else reply
+
+    def _pulled(self) -> None:
+        if self.keep_log:
+            self.pulls[-1] += 1
 
     def _chunks(self, text: str) -> list[str]:
         if self.chunk_by == "line":
@@ -86,14 +102,16 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        text = self._next_reply(messages)
+        text = self._next_reply(messages, "sync")
         for piece in self._chunks(text):
             if self.chunk_delay:
                 time.sleep(self.chunk_delay)
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
             if run_manager:
                 run_manager.on_llm_new_token(piece, chunk=chunk)
+            self._pulled()
             yield chunk
+        self._pulled()
         yield ChatGenerationChunk(
             message=AIMessageChunk(content="", usage_metadata=self._usage(messages, text))  # type: ignore[arg-type]
         )
@@ -105,14 +123,16 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        text = self._next_reply(messages)
+        text = self._next_reply(messages, "async")
         for piece in self._chunks(text):
             if self.chunk_delay:
                 await asyncio.sleep(self.chunk_delay)
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
             if run_manager:
                 await run_manager.on_llm_new_token(piece, chunk=chunk)
+            self._pulled()
             yield chunk
+        self._pulled()
         yield ChatGenerationChunk(
             message=AIMessageChunk(content="", usage_metadata=self._usage(messages, text))  # type: ignore[arg-type]
         )
