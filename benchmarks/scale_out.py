@@ -47,8 +47,8 @@ from langchain_core.tools import BaseTool, tool
 
 from llmcompiler_graph.executor import ToolSpec
 from llmcompiler_graph.plan import PlanParser
-from llmcompiler_graph.scheduler import TaskFetchingUnit
 from llmcompiler_graph.server import build_graph
+from llmcompiler_graph.task_fetching import TaskFetchingUnit
 from llmcompiler_graph.testing.langgraph_dev import dev_server
 
 REPO = Path(__file__).resolve().parent.parent

@@ -28,7 +28,7 @@ from llmcompiler_graph import create_llm_compiler
 from llmcompiler_graph.executor import ToolExecutor, ToolSpec
 from llmcompiler_graph.executors import RayExecutor, RemoteToolError, mark_remote
 from llmcompiler_graph.plan import PlanParser
-from llmcompiler_graph.scheduler import TaskFetchingUnit
+from llmcompiler_graph.task_fetching import TaskFetchingUnit
 from llmcompiler_graph.testing.scripted import ScriptedChatModel, finish
 
 # --------------------------------------------------------------------------- tools

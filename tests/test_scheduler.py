@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from llmcompiler_graph.executor import ToolSpec
 from llmcompiler_graph.plan import PlanParser
-from llmcompiler_graph.scheduler import TaskFetchingUnit
+from llmcompiler_graph.task_fetching import TaskFetchingUnit
 
 
 def specs(*tools: Any) -> dict[str, ToolSpec]:
@@ -347,7 +347,7 @@ CP_PLAN = """1. sleep(0.2, "s1")
 
 @pytest.mark.parametrize("order", ["critical_path", "fifo"])
 async def test_capped_dispatch_order(order: str) -> None:
-    from llmcompiler_graph.scheduler import SchedulingPolicy
+    from llmcompiler_graph.task_fetching import SchedulingPolicy
 
     policy = SchedulingPolicy(max_concurrency=2, order=order)  # type: ignore[arg-type]
     unit = TaskFetchingUnit(specs(sleep), policy, config={})

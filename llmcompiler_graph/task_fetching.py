@@ -1,0 +1,610 @@
+"""The task-fetching unit: the paper's Task Fetching Unit and executor, as an
+event-driven dataflow engine.
+
+Every task knows how many inputs it still waits for, and the completion of a
+task starts its dependents at once, from the done callback. Nothing polls or
+sleeps; there is no barrier between dependent tasks. Tools that need approval
+never start early: the unit holds them until :meth:`TaskFetchingUnit.decide`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from langchain_core.runnables import RunnableConfig
+
+from llmcompiler_graph._clock import now
+from llmcompiler_graph.executor import ToolExecutor, ToolSpec, callbacks_watch_tools, to_text
+from llmcompiler_graph.journal import Journal, checkpointer_of, storable
+from llmcompiler_graph.plan import Ref, Task, Template
+from llmcompiler_graph.state import ResultRecord
+
+Emit = Callable[[dict[str, Any]], None]
+
+# An unclaimed unit (the run was cancelled between planner and scheduler) is
+# cancelled after this long so its tools cannot run on forever.
+CLAIM_TIMEOUT_S = 120.0
+APPROVAL_REQUEST = "llmcompiler_approval"
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulingPolicy:
+    """How a round's tasks are run.
+
+    Attributes:
+        max_concurrency: At most this many tools in flight; ``None``: no cap.
+        order: With a cap, which ready task goes first: ``"critical_path"``
+            (the one heading the longest remaining chain, by expected latency)
+            or ``"fifo"`` (plan order).
+        executor: Runs the calls of the tools it claims (e.g. on Ray).
+        memoize: Reuse an earlier round's result for an identical call.
+        max_tasks: Tasks beyond this many in one plan are not run.
+    """
+
+    max_concurrency: int | None = None
+    order: Literal["critical_path", "fifo"] = "critical_path"
+    executor: ToolExecutor | None = None
+    memoize: bool = True
+    max_tasks: int | None = None
+
+
+@dataclass(slots=True)
+class _Decision:
+    action: Literal["approve", "edit", "reject"]
+    args: dict[str, Any] | None = None
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class _Pending:
+    task: Task
+    waiting: int = 0
+    children: list[int] = field(default_factory=list)
+
+
+class TaskFetchingUnit:
+    """Runs one round's tasks as their inputs become available.
+
+    Args:
+        specs: The tools by name.
+        policy: Concurrency cap, dispatch order, executor, memoization, limits.
+        config: The run config passed to tools (callbacks, tags, metadata).
+        prior: Results already known, by index: earlier rounds', and this
+            round's from the journal after a resume.
+        round_no: The round these tasks belong to (recorded in results).
+        emit: Receives ``task_started`` / ``task_finished`` events.
+        direct_calls: Use the direct tool path; ``None`` decides from the
+            config's callback handlers (direct only when none watches tools).
+        journal: Where finished results are made durable.
+
+    Example:
+        >>> async def run(unit, tasks):  # doctest: +SKIP
+        ...     for task in tasks:
+        ...         unit.submit(task)
+        ...     return await unit.wait()
+    """
+
+    def __init__(
+        self,
+        specs: Mapping[str, ToolSpec],
+        policy: SchedulingPolicy | None = None,
+        *,
+        config: RunnableConfig,
+        prior: Mapping[int, ResultRecord] | None = None,
+        round_no: int = 0,
+        emit: Emit | None = None,
+        direct_calls: bool | None = None,
+        journal: Journal | None = None,
+        executor: ToolExecutor | None = None,
+        max_concurrency: int | None = None,
+    ) -> None:
+        policy = policy or SchedulingPolicy()
+        if executor is not None or max_concurrency is not None:
+            policy = SchedulingPolicy(
+                max_concurrency=max_concurrency or policy.max_concurrency,
+                order=policy.order,
+                executor=executor or policy.executor,
+                memoize=policy.memoize,
+                max_tasks=policy.max_tasks,
+            )
+        self.specs = specs
+        self.policy = policy
+        self.config = config
+        self.prior: Mapping[int, ResultRecord] = prior or {}
+        self.round_no = round_no
+        self.loop = asyncio.get_running_loop()
+        self.direct = (not callbacks_watch_tools(config)) if direct_calls is None else direct_calls
+        self.journal = journal
+        saver = checkpointer_of(config)
+        self._serde = getattr(saver, "serde", None)
+        self.tasks: dict[int, _Pending] = {}
+        self.results: dict[int, ResultRecord] = {}
+        self.held: list[int] = []
+        self.decisions: dict[int, _Decision] = {}
+        self.cancelled = False
+        self._raw: dict[int, Any] = {}
+        self._memo: dict[str, ResultRecord] = {}
+        if policy.memoize:
+            for record in self.prior.values():
+                key = record.get("input_key")
+                if record["ok"] and key and record["round"] != round_no:
+                    self._memo.setdefault(key, record)
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self._queue: list[int] = []
+        self._ranks: dict[int, float] | None = None
+        self._outstanding = 0
+        self._closed = False
+        self._settled: asyncio.Future[None] | None = None
+        self._emit = emit
+        self._buffer: list[dict[str, Any]] | None = None
+        self._expiry: asyncio.TimerHandle | None = None
+
+    # ------------------------------------------------------------------ feeding
+
+    def submit(self, task: Task) -> None:
+        """Add a task; it starts now if its inputs exist, else when they do."""
+        if task.is_join or task.idx in self.tasks or task.idx in self.prior or self.cancelled:
+            return
+        if self.policy.max_tasks is not None and len(self.tasks) >= self.policy.max_tasks:
+            task.error = f"not run: the plan has more than {self.policy.max_tasks} tasks"
+        entry = _Pending(task)
+        self.tasks[task.idx] = entry
+        self._ranks = None
+        self._outstanding += 1
+        if task.error is None and task.tool not in self.specs:
+            names = ", ".join(self.specs) or "none"
+            task.error = f"unknown tool {task.tool!r}; available tools: {names}"
+        if task.error is not None:
+            self._fail(task, task.error)
+            return
+        for dep in task.deps:
+            if dep in self.tasks:
+                self.tasks[dep].children.append(task.idx)
+            failure = self._failure_of(dep)
+            if failure is not None:
+                self._fail(task, failure)
+                return
+            if dep not in self.results and dep not in self.prior:
+                entry.waiting += 1
+        if entry.waiting == 0:
+            self._ready(task.idx)
+
+    def close(self) -> None:
+        """No more tasks will be submitted for this round."""
+        self._closed = True
+        self._check_settled()
+
+    async def wait(self) -> dict[int, ResultRecord]:
+        """Wait until every task has a result or waits for approval.
+
+        Returns:
+            This round's results so far, by index; :attr:`held` lists tasks
+            waiting for approval (then more results follow :meth:`decide`).
+        """
+        self.close()
+        self._settled = self.loop.create_future()
+        self._check_settled()
+        try:
+            await asyncio.shield(self._settled)
+        except asyncio.CancelledError:
+            self.cancel()
+            raise
+        finally:
+            self._settled = None
+        return self.results
+
+    def cancel(self) -> None:
+        """Cancel every tool in flight; nothing more starts."""
+        self.cancelled = True
+        self._closed = True
+        self._queue.clear()
+        for running in list(self._running.values()):
+            running.cancel()
+        if self._expiry is not None:
+            self._expiry.cancel()
+
+    def abort(self, reason: str) -> None:
+        """Cancel everything and give every unfinished task ``reason`` as its error."""
+        running = dict(self._running)
+        self.cancel()
+        for running_task in running.values():
+            running_task.cancel()
+        for idx, entry in self.tasks.items():
+            if idx not in self.results:
+                self._finish(entry.task, ok=False, value=None, error=reason, start=now())
+        self.held.clear()
+        self._check_settled()
+
+    # ------------------------------------------------------------------ approval
+
+    def approval_request(self, plan: str) -> dict[str, Any]:
+        """The interrupt payload for the tasks now held for approval."""
+        tasks = []
+        for idx in self.held:
+            task = self.tasks[idx].task
+            tool_input = self._resolve_input(task, self.specs[task.tool])
+            tasks.append(
+                {
+                    "idx": idx,
+                    "tool": task.tool,
+                    "args": _plain(tool_input),
+                    "call": task.call_text,
+                }
+            )
+        return {"type": APPROVAL_REQUEST, "tasks": tasks, "plan": plan}
+
+    def decide(self, request: Mapping[str, Any], answer: Any) -> None:
+        """Apply a reviewer's answer to the tasks of an approval request.
+
+        ``answer`` is ``"approve"`` / ``"reject"``, a decision dict
+        (``{"action": "approve" | "edit" | "reject", "args": {...}, "reason": "..."}``)
+        for all tasks of the request, or a dict mapping task indices, as
+        strings (LangGraph's resume values need string keys), to such
+        decisions. A task left without a decision is rejected.
+        """
+        indices = [int(t["idx"]) for t in request.get("tasks", ())]
+        per_task = isinstance(answer, Mapping) and "action" not in answer
+        for idx in indices:
+            raw = answer
+            if per_task:
+                raw = answer.get(idx, answer.get(str(idx)))  # type: ignore[union-attr]
+            decision = _parse_decision(raw)
+            self.decisions[idx] = decision
+            if idx in self.held:
+                self.held.remove(idx)
+                self._apply_decision(idx)
+
+    def _apply_decision(self, idx: int) -> None:
+        decision = self.decisions[idx]
+        task = self.tasks[idx].task
+        if decision.action == "reject":
+            why = f": {decision.reason}" if decision.reason else ""
+            self._fail(task, f"rejected by the reviewer{why}")
+        else:
+            self._dispatch(idx)
+
+    # ------------------------------------------------------------------ events
+
+    def hold_events(self) -> None:
+        """Buffer events between the planner node's end and the scheduler's start."""
+        self._buffer = []
+        self._emit = None
+
+    def attach(self, emit: Emit | None) -> None:
+        """Send events to ``emit`` from now on, first those buffered meanwhile."""
+        buffered, self._buffer = self._buffer or [], None
+        self._emit = emit
+        if emit is not None:
+            for event in buffered:
+                emit(event)
+
+    def _event(self, event: dict[str, Any]) -> None:
+        if self._buffer is not None:
+            self._buffer.append(event)
+        elif self._emit is not None:
+            self._emit(event)
+
+    def expire_unclaimed(self, after: float = CLAIM_TIMEOUT_S) -> None:
+        self._expiry = self.loop.call_later(after, self.cancel)
+
+    def claimed(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+
+    # ------------------------------------------------------------------ dataflow
+
+    def _failure_of(self, dep: int) -> str | None:
+        record = self.results.get(dep) or self.prior.get(dep)
+        if record is None:
+            if dep in self.tasks:
+                return None
+            return f"depends on task {dep}, which does not exist"
+        if record["ok"]:
+            return None
+        return f"skipped: depends on task {dep}, which failed ({_first_line(record['error'])})"
+
+    def _ready(self, idx: int) -> None:
+        task = self.tasks[idx].task
+        if self.specs[task.tool].requires_approval:
+            if idx in self.decisions:
+                self._apply_decision(idx)
+                return
+            self.held.append(idx)
+            self._event(
+                {
+                    "event": "task_awaiting_approval",
+                    "idx": idx,
+                    "tool": task.tool,
+                    "round": self.round_no,
+                    "time": now(),
+                }
+            )
+            self._check_settled()
+            return
+        self._dispatch(idx)
+
+    def _dispatch(self, idx: int) -> None:
+        cap = self.policy.max_concurrency
+        if cap is not None and len(self._running) >= cap:
+            self._queue.append(idx)
+            return
+        self._start(idx)
+
+    def _next_queued(self) -> int:
+        if self.policy.order == "fifo" or len(self._queue) == 1:
+            return self._queue.pop(0)
+        ranks = self._critical_path_ranks()
+        best = max(range(len(self._queue)), key=lambda i: (ranks[self._queue[i]], -self._queue[i]))
+        return self._queue.pop(best)
+
+    def _critical_path_ranks(self) -> dict[int, float]:
+        """Expected latency of the longest chain each task heads.
+
+        Dependents always have larger indices, so one pass in reverse index
+        order computes every rank; it is redone only after new tasks arrive.
+        """
+        if self._ranks is None:
+            ranks: dict[int, float] = {}
+            for idx in sorted(self.tasks, reverse=True):
+                entry = self.tasks[idx]
+                spec = self.specs.get(entry.task.tool)
+                weight = spec.expected_latency if spec else 0.0
+                ranks[idx] = weight + max((ranks[c] for c in entry.children), default=0.0)
+            self._ranks = ranks
+        return self._ranks
+
+    def _start(self, idx: int) -> None:
+        running = self.loop.create_task(
+            self._run(self.tasks[idx].task), name=f"llmcompiler-task-{idx}"
+        )
+        self._running[idx] = running
+        running.add_done_callback(self._on_task_done)
+
+    def _on_task_done(self, running: asyncio.Task[None]) -> None:
+        if running.cancelled():
+            return
+        exc = running.exception()
+        if exc is not None:  # only a bug in this module gets here; never leave dependents hanging
+            idx = next((i for i, t in self._running.items() if t is running), None)
+            if idx is not None and idx not in self.results:
+                self._fail(self.tasks[idx].task, f"internal error: {type(exc).__name__}: {exc}")
+
+    async def _run(self, task: Task) -> None:
+        spec = self.specs[task.tool]
+        start = now()
+        announced = False
+        input_key = None
+        try:
+            decision = self.decisions.get(task.idx)
+            if decision is not None and decision.action == "edit" and decision.args is not None:
+                tool_input = spec.bind_positional([], dict(decision.args))
+            else:
+                tool_input = self._resolve_input(task, spec)
+            if self.policy.memoize and spec.memoize:
+                input_key = _input_key(task.tool, tool_input)
+                earlier = self._memo.get(input_key) if input_key else None
+                if earlier is not None:
+                    self._finish(
+                        task, ok=True, value=self._value(earlier["idx"]), error=None,
+                        start=start, input_key=input_key, memo_of=earlier["idx"],
+                    )  # fmt: skip
+                    return
+            announced = True
+            self._event(
+                {
+                    "event": "task_started",
+                    "idx": task.idx,
+                    "tool": task.tool,
+                    "args": tool_input,
+                    "round": self.round_no,
+                    "time": start,
+                }
+            )
+            executor = self.policy.executor
+            if executor is not None and executor.handles(spec):
+                call = executor.acall(spec, tool_input, self.config)
+            elif self.direct and spec.direct:
+                call = spec.call_direct(tool_input, self.config)
+            else:
+                call = spec.call_langchain(tool_input, self.config, uuid.uuid4())
+            if spec.timeout is not None:
+                async with asyncio.timeout(spec.timeout):
+                    value = await call
+            else:
+                value = await call
+        except asyncio.CancelledError:
+            raise
+        except TimeoutError:
+            error = f"TimeoutError: {task.tool} took longer than {spec.timeout:g} s"
+            self._finish(task, ok=False, value=None, error=error, start=start, started=announced)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            self._finish(task, ok=False, value=None, error=error, start=start, started=announced)
+        else:
+            self._finish(
+                task, ok=True, value=value, error=None, start=start, started=True,
+                input_key=input_key,
+            )  # fmt: skip
+
+    def _fail(self, task: Task, error: str) -> None:
+        self._finish(task, ok=False, value=None, error=error, start=now())
+
+    def _finish(
+        self,
+        task: Task,
+        *,
+        ok: bool,
+        value: Any,
+        error: str | None,
+        start: float,
+        started: bool = False,
+        input_key: str | None = None,
+        memo_of: int | None = None,
+    ) -> None:
+        if task.idx in self.results:
+            return
+        end = now()
+        self._running.pop(task.idx, None)
+        self._raw[task.idx] = value
+        record: ResultRecord = {
+            "idx": task.idx,
+            "tool": task.tool,
+            "ok": ok,
+            "value": value,
+            "content": to_text(value) if ok else f"ERROR: {error}",
+            "error": error,
+            "start": start,
+            "end": end,
+            "round": self.round_no,
+        }
+        if input_key is not None:
+            record["input_key"] = input_key
+        if memo_of is not None:
+            record["memo_of"] = memo_of
+        if self._serde is not None and ok and not storable(self._serde, value):
+            # The checkpointer cannot store it: state keeps the text; references
+            # within this round still get the raw object from ``_raw``.
+            record["value"] = record["content"]
+            record["value_as_text"] = True
+        self.results[task.idx] = record
+        if self.journal is not None:
+            self.journal.record(record)
+        self._outstanding -= 1
+        if not started:
+            self._event(
+                {
+                    "event": "task_started",
+                    "idx": task.idx,
+                    "tool": task.tool,
+                    "args": None,
+                    "round": self.round_no,
+                    "time": start,
+                }
+            )
+        finished = {
+            "event": "task_finished",
+            "idx": task.idx,
+            "tool": task.tool,
+            "ok": ok,
+            "error": error,
+            "duration": end - start,
+            "round": self.round_no,
+            "time": end,
+        }
+        if memo_of is not None:
+            finished["memo_of"] = memo_of
+        self._event(finished)
+        entry = self.tasks.get(task.idx)
+        for child in entry.children if entry else ():
+            pending = self.tasks[child]
+            if child in self.results or pending.waiting == 0:
+                continue
+            if not ok:
+                pending.waiting = 0
+                why = f"skipped: depends on task {task.idx}, which failed ({_first_line(error)})"
+                self._fail(pending.task, why)
+                continue
+            pending.waiting -= 1
+            if pending.waiting == 0:
+                self._ready(child)
+        cap = self.policy.max_concurrency
+        while self._queue and not self.cancelled and (cap is None or len(self._running) < cap):
+            self._start(self._next_queued())
+        self._check_settled()
+
+    def _check_settled(self) -> None:
+        if self._settled is None or self._settled.done() or not self._closed:
+            return
+        if self._outstanding == 0 or (self.held and not self._running and not self._queue):
+            self._settled.set_result(None)
+
+    # ------------------------------------------------------------------ references
+
+    def _value(self, idx: int) -> Any:
+        if idx in self._raw:
+            return self._raw[idx]
+        record = self.results.get(idx) or self.prior[idx]
+        return record["value"]
+
+    def _resolve(self, value: Any) -> Any:
+        if isinstance(value, Ref):
+            return self._value(value.idx)
+        if isinstance(value, Template):
+            return "".join(
+                part if isinstance(part, str) else to_text(self._value(part.idx))
+                for part in value.parts
+            )
+        if isinstance(value, list):
+            return [self._resolve(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self._resolve(v) for k, v in value.items()}
+        return value
+
+    def _resolve_input(self, task: Task, spec: ToolSpec) -> dict[str, Any]:
+        args = [self._resolve(v) for v in task.args]
+        kwargs = {k: self._resolve(v) for k, v in task.kwargs.items()}
+        tool_input = spec.bind_positional(args, kwargs)
+        # A whole-argument reference keeps the raw object, but a string parameter
+        # gets the result's text rather than a certain validation failure.
+        for name, value in tool_input.items():
+            if isinstance(value, str) or name not in spec.string_fields:
+                continue
+            source = task.kwargs.get(name)
+            if source is None and name in spec.field_names:
+                pos = spec.field_names.index(name)
+                source = task.args[pos] if pos < len(task.args) else None
+            if isinstance(source, Ref):
+                tool_input[name] = to_text(value)
+        return tool_input
+
+
+def _parse_decision(raw: Any) -> _Decision:
+    if isinstance(raw, str):
+        action = raw.strip().lower()
+        if action in ("approve", "approved", "yes", "y", "ok"):
+            return _Decision("approve")
+        return _Decision("reject", reason="" if action in ("reject", "no", "n") else raw)
+    if isinstance(raw, bool):
+        return _Decision("approve" if raw else "reject")
+    if isinstance(raw, Mapping):
+        action = str(raw.get("action", "")).lower()
+        if action == "approve":
+            return _Decision("approve")
+        if action == "edit" and isinstance(raw.get("args"), Mapping):
+            return _Decision("edit", args=dict(raw["args"]))
+        if action == "reject":
+            return _Decision("reject", reason=str(raw.get("reason") or ""))
+        return _Decision("reject", reason=f"unrecognized decision {dict(raw)!r}")
+    return _Decision("reject", reason="no decision given")
+
+
+def _input_key(tool: str, tool_input: Mapping[str, Any]) -> str | None:
+    try:
+        text = json.dumps(tool_input, sort_keys=True, ensure_ascii=False, allow_nan=True)
+    except (TypeError, ValueError):
+        return None  # inputs that are not plain data are never memoized
+    return hashlib.sha256(f"{tool}\0{text}".encode()).hexdigest()[:32]
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copy for interrupt payloads (raw objects become text)."""
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return to_text(value)
+
+
+def _first_line(text: str | None) -> str:
+    text = (text or "").strip()
+    line = text.split("\n", 1)[0]
+    return line if len(line) <= 200 else line[:200] + "…"
