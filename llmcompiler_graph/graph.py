@@ -6,16 +6,17 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal
 
 from langchain_core.language_models import LanguageModelLike
+from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import BaseTool
 from langchain_core.tools import tool as as_tool
-from langgraph._internal._runnable import RunnableCallable
 from langgraph.graph import END, START, StateGraph
 
 from llmcompiler_graph.executor import ToolExecutor, ToolSpec
-from llmcompiler_graph.joiner import STEPS_PER_ROUND, Joiner, route_after_joiner
+from llmcompiler_graph.joiner import Joiner
 from llmcompiler_graph.planner import Planner
-from llmcompiler_graph.scheduler import Scheduler, SchedulingPolicy
+from llmcompiler_graph.scheduler import Scheduler
 from llmcompiler_graph.state import LLMCompilerState
+from llmcompiler_graph.task_fetching import SchedulingPolicy
 
 GrammarOption = bool | Literal["llama.cpp", "vllm"] | None
 
@@ -156,38 +157,40 @@ def create_llm_compiler(
         max_observation_chars=max_observation_chars,
         grammar=_grammar_dialect(grammar, planner_llm),
     )
-    scheduler = Scheduler(specs, policy)
+    scheduler = Scheduler(
+        specs, policy, streaming_dispatch=streaming_dispatch, run_timeout=run_timeout
+    )
+    # With streaming dispatch, planner and scheduler form one superstep: they run
+    # side by side and the plan streams between them (see handoff.py). Without
+    # it they run one after the other. A round is two supersteps or three.
+    replan_to = ["planner", "scheduler"] if streaming_dispatch else ["planner"]
     joiner = Joiner(
         joiner_llm,
         max_replans=max_replans,
         system_prompt=joiner_prompt,
         max_observation_chars=max_observation_chars,
         grammar=_grammar_dialect(grammar, joiner_llm),
+        steps_per_round=2 if streaming_dispatch else 3,
+        run_timeout=run_timeout,
     )
 
-    builder = _LLMCompilerBuilder(state_schema)
-    builder.recursion_limit = max(25, STEPS_PER_ROUND * (max_replans + 1) + 1)
-    builder.add_node("planner", RunnableCallable(planner.node, planner.anode, name="planner"))
-    builder.add_node(
-        "scheduler", RunnableCallable(scheduler.node, scheduler.anode, name="scheduler")
-    )
-    builder.add_node("joiner", RunnableCallable(joiner.node, joiner.anode, name="joiner"))
+    def route_after_joiner(state: LLMCompilerState) -> list[str] | str:
+        """Back to the planner (and its scheduler) after a replan, else the end."""
+        return replan_to if state.get("phase") == "replan" else END
+
+    builder = StateGraph(state_schema)
+    builder.add_node("planner", RunnableLambda(planner.node, planner.anode, name="planner"))
+    builder.add_node("scheduler", RunnableLambda(scheduler.node, scheduler.anode, name="scheduler"))
+    builder.add_node("joiner", RunnableLambda(joiner.node, joiner.anode, name="joiner"))
     builder.add_edge(START, "planner")
-    builder.add_edge("planner", "scheduler")
-    builder.add_edge("scheduler", "joiner")
-    builder.add_conditional_edges("joiner", route_after_joiner, ["planner", END])
+    if streaming_dispatch:
+        builder.add_edge(START, "scheduler")
+        builder.add_edge(["planner", "scheduler"], "joiner")
+    else:
+        builder.add_edge("planner", "scheduler")
+        builder.add_edge("scheduler", "joiner")
+    builder.add_conditional_edges("joiner", route_after_joiner, [*replan_to, END])
     return builder
-
-
-class _LLMCompilerBuilder(StateGraph):
-    """A StateGraph whose compiled graph defaults to a recursion limit that fits
-    ``max_replans`` rounds (three steps per round)."""
-
-    recursion_limit: int = 25
-
-    def compile(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        compiled = super().compile(*args, **kwargs)
-        return compiled.with_config(recursion_limit=self.recursion_limit)
 
 
 def _grammar_dialect(option: GrammarOption, model: LanguageModelLike) -> str | None:

@@ -10,8 +10,8 @@ answer (its reason, else its thought) with no further model call.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,7 +22,8 @@ from langchain_core.runnables import RunnableConfig
 from llmcompiler_graph._clock import now
 from llmcompiler_graph._sync import in_sync_run, run_sync
 from llmcompiler_graph.executor import run_in_thread
-from llmcompiler_graph.planner import conversation, render_round
+from llmcompiler_graph.journal import Journal
+from llmcompiler_graph.planner import conversation, render_round, truncate
 from llmcompiler_graph.state import LLMCompilerState, usage_of
 
 JOINER_SYSTEM_PROMPT = """\
@@ -38,6 +39,9 @@ Action: Replan(<what is missing or went wrong, so the planner can fix it>)
 
 Answer with Finish whenever the observations suffice; give the answer itself, \
 directly and concisely. Use Replan only if new tool calls would help."""
+
+# Results quoted in the answer given when the time limit cuts the joiner short.
+MAX_RESULTS_IN_TIMEOUT = 5
 
 MUST_FINISH = (
     "No more replanning is possible: reply with Action: Finish(...) and the best "
@@ -96,6 +100,9 @@ class Joiner:
         system_prompt: Overrides :data:`JOINER_SYSTEM_PROMPT`.
         max_observation_chars: Observations longer than this are cut.
         grammar: ``"llama.cpp"`` / ``"vllm"`` to constrain the reply's form.
+        steps_per_round: Graph steps a replan takes (for the recursion limit).
+        run_timeout: Seconds the whole question may take (for the message
+            given when that limit cuts the joiner short).
     """
 
     def __init__(
@@ -106,8 +113,12 @@ class Joiner:
         system_prompt: str | None = None,
         max_observation_chars: int | None = 4000,
         grammar: str | None = None,
+        steps_per_round: int = 2,
+        run_timeout: float | None = None,
     ) -> None:
         self.model = model
+        self.steps_per_round = steps_per_round
+        self.run_timeout = run_timeout
         self.max_replans = max_replans
         self.system_prompt = system_prompt or JOINER_SYSTEM_PROMPT
         self.max_observation_chars = max_observation_chars
@@ -143,17 +154,18 @@ class Joiner:
     async def anode(self, state: LLMCompilerState, config: RunnableConfig) -> dict[str, Any]:
         replans = state.get("replans") or 0
         deadline = state.get("deadline")
+        remaining_steps = state.get("remaining_steps")
         must_finish = (
             replans >= self.max_replans
             or (deadline is not None and now() >= deadline)
-            or not _room_for_another_round(config)
+            # A replan must fit in the recursion limit, ours or a parent graph's:
+            # finishing with the best answer beats dying with GraphRecursionError.
+            or (remaining_steps is not None and remaining_steps <= self.steps_per_round)
         )
         joiner_start = now()
-        model, messages = self._bound_model(), self.messages(state, must_finish=must_finish)
-        if in_sync_run():  # sync runs use sync model APIs (see _sync)
-            reply = await run_in_thread(lambda: model.invoke(messages, config))
-        else:
-            reply = await model.ainvoke(messages, config)
+        reply = await self._reply(state, config, must_finish=must_finish, deadline=deadline)
+        # The round's checkpoint has been written by now: its journal is not needed.
+        await Journal.delete_for_run(config)
         text = reply.text if isinstance(reply, BaseMessage) else str(reply)
         decision = parse_joiner_reply(text)
         rounds = list(state.get("rounds") or [])
@@ -182,26 +194,39 @@ class Joiner:
             "phase": "done",
         }
 
+    async def _reply(
+        self,
+        state: LLMCompilerState,
+        config: RunnableConfig,
+        *,
+        must_finish: bool,
+        deadline: float | None,
+    ) -> Any:
+        """The model's reply, or a message saying the time limit cut it short."""
+        model, messages = self._bound_model(), self.messages(state, must_finish=must_finish)
+        remaining = None if deadline is None else deadline - now()
+        if remaining is None or remaining > 0:
+            limit = asyncio.timeout(remaining)
+            try:
+                async with limit:
+                    if in_sync_run():  # sync runs use sync model APIs (see _sync)
+                        return await run_in_thread(lambda: model.invoke(messages, config))
+                    return await model.ainvoke(messages, config)
+            except TimeoutError:
+                if not limit.expired():
+                    raise
+        return AIMessage(f"Action: Finish({self._out_of_time(state)})")
+
+    def _out_of_time(self, state: LLMCompilerState) -> str:
+        limit = f" of {self.run_timeout:g} s" if self.run_timeout else ""
+        done = [r for r in state.get("results") or [] if r["ok"]]
+        found = "; ".join(
+            f"{r['tool']}: {truncate(r['content'], 200)}" for r in done[-MAX_RESULTS_IN_TIMEOUT:]
+        )
+        return (
+            f"No answer: the run's time limit{limit} was reached before the results "
+            "could be read." + (f" Results so far: {found}" if found else "")
+        )
+
     def node(self, state: LLMCompilerState, config: RunnableConfig) -> dict[str, Any]:
         return run_sync(self.anode(state, config))
-
-
-def _room_for_another_round(config: RunnableConfig) -> bool:
-    """Whether a replan (planner, scheduler, joiner) fits in the recursion limit.
-
-    A parent graph may impose a lower limit than ours; finishing with the best
-    answer beats dying with GraphRecursionError.
-    """
-    step = (config.get("metadata") or {}).get("langgraph_step")
-    limit = config.get("recursion_limit")
-    if not isinstance(step, int) or not isinstance(limit, int):
-        return True
-    return step + STEPS_PER_ROUND < limit
-
-
-STEPS_PER_ROUND = 3
-
-
-def route_after_joiner(state: Mapping[str, Any]) -> Literal["planner", "__end__"]:
-    """Back to the planner after a Replan, else to the end."""
-    return "planner" if state.get("phase") == "replan" else "__end__"

@@ -1,14 +1,14 @@
 """The function-calling planner: prompts a chat model for a plan and streams it.
 
-With streaming dispatch, every task line is handed to a task-fetching unit the
-moment it is complete, so the first tools run while the model still writes the
-rest of the plan. The node itself returns the plan as plain records; the unit is
-picked up by the scheduler node.
+With streaming dispatch, every task line is handed to the scheduler node of
+the same superstep the moment it is complete (see :mod:`llmcompiler_graph.handoff`),
+so the first tools run while the model still writes the rest of the plan. The
+node itself returns the plan as plain records.
 """
 
 from __future__ import annotations
 
-import uuid
+import asyncio
 from collections.abc import Mapping, Sequence
 from contextlib import aclosing
 from typing import Any
@@ -27,10 +27,11 @@ from langchain_core.runnables import RunnableConfig
 from llmcompiler_graph._clock import now
 from llmcompiler_graph._sync import in_sync_run, run_sync
 from llmcompiler_graph.executor import ToolSpec, describe_tools, iterate_in_thread
-from llmcompiler_graph.journal import Journal
+from llmcompiler_graph.handoff import PlanHandoff, partner_writes
+from llmcompiler_graph.journal import superstep_of
 from llmcompiler_graph.plan import END_OF_PLAN, PlanNote, PlanStreamParser
-from llmcompiler_graph.scheduler import SchedulingPolicy, TaskFetchingUnit, _writer, register
 from llmcompiler_graph.state import LLMCompilerState, ResultRecord, RoundRecord, usage_of
+from llmcompiler_graph.task_fetching import SchedulingPolicy
 
 # Chunks still read after the plan ended, for the usage that comes last.
 MAX_CHUNKS_AFTER_PLAN = 64
@@ -224,25 +225,19 @@ class Planner:
     async def anode(self, state: LLMCompilerState, config: RunnableConfig) -> dict[str, Any]:
         replanning = state.get("phase") == "replan"
         prior_tasks = list(state.get("tasks") or []) if replanning else []
-        prior_results = list(state.get("results") or []) if replanning else []
         rounds = list(state.get("rounds") or []) if replanning else []
         round_no = len(rounds)
         start = max((t["idx"] for t in prior_tasks), default=0) + 1
-        parser = PlanStreamParser(start, known={t["idx"] for t in prior_tasks})
-        # Names this round's unit and its journal, whether or not tasks start early.
-        dispatch_id = uuid.uuid4().hex
-        unit: TaskFetchingUnit | None = None
-        if self.streaming_dispatch:
-            unit = TaskFetchingUnit(
-                self.specs,
-                self.policy,
-                config=config,
-                prior={r["idx"]: r for r in prior_results},
-                round_no=round_no,
-                emit=_writer(),
-                journal=Journal.for_run(config, dispatch_id),
-            )
         planner_start = now()
+        deadline = (
+            state.get("deadline")
+            if replanning
+            else (planner_start + self.run_timeout if self.run_timeout else None)
+        )
+        parser = PlanStreamParser(start, known={t["idx"] for t in prior_tasks})
+        # With streaming dispatch every task goes to the scheduler node of this
+        # superstep the moment its line is complete (see handoff.py).
+        handoff = await _open_handoff(config) if self.streaming_dispatch else None
         text: list[str] = []
         tasks = []
         usage: dict[str, int] = {}
@@ -255,48 +250,65 @@ class Planner:
                 if in_sync_run()
                 else model.astream(messages, config)
             )
-            # Closing the stream when reading stops early makes the server stop generating.
-            async with aclosing(stream):  # type: ignore[type-var]
-                async for chunk in stream:
-                    piece = chunk.text if isinstance(chunk, BaseMessage) else str(chunk)
-                    _add_usage(usage, usage_of(chunk))
-                    if parser.finished:
-                        # Drain a little: usage arrives in the last chunk. A model that
-                        # keeps writing after the plan's end is not waited for.
-                        drained += 1
-                        if drained > MAX_CHUNKS_AFTER_PLAN:
-                            break
-                        continue
-                    text.append(piece)
-                    for task in parser.feed(piece):
-                        tasks.append(task)
-                        if unit is not None:
-                            unit.submit(task)
-                    unusable = len(parser.notes) + (
-                        max(0, len(tasks) - max_tasks) if max_tasks is not None else 0
-                    )
-                    if unusable > MAX_UNUSABLE_LINES:
-                        # A runaway model (repeating a line until its context is full)
-                        # would otherwise hold the run and flood the joiner's prompt.
-                        parser.notes.append(
-                            PlanNote(
-                                f"(output after {len(tasks) + len(parser.notes)} lines)",
-                                f"not read: more than {MAX_UNUSABLE_LINES} lines of the "
-                                "plan could not run, so the planner stopped reading",
-                            )
+            remaining = None if deadline is None else max(0.0, deadline - now())
+            limit = asyncio.timeout(remaining)
+            try:
+                # Closing the stream when reading stops early makes the server stop
+                # generating.
+                async with limit, aclosing(stream):  # type: ignore[type-var]
+                    async for chunk in stream:
+                        piece = chunk.text if isinstance(chunk, BaseMessage) else str(chunk)
+                        _add_usage(usage, usage_of(chunk))
+                        if parser.finished:
+                            # Drain a little: usage arrives in the last chunk. A model that
+                            # keeps writing after the plan's end is not waited for.
+                            drained += 1
+                            if drained > MAX_CHUNKS_AFTER_PLAN:
+                                break
+                            continue
+                        text.append(piece)
+                        for task in parser.feed(piece):
+                            tasks.append(task)
+                            if handoff is not None:
+                                handoff.put(task)
+                        unusable = len(parser.notes) + (
+                            max(0, len(tasks) - max_tasks) if max_tasks is not None else 0
                         )
-                        break
+                        if unusable > MAX_UNUSABLE_LINES:
+                            # A runaway model (repeating a line until its context is full)
+                            # would otherwise hold the run and flood the joiner's prompt.
+                            parser.notes.append(
+                                PlanNote(
+                                    f"(output after {len(tasks) + len(parser.notes)} lines)",
+                                    f"not read: more than {MAX_UNUSABLE_LINES} lines of the "
+                                    "plan could not run, so the planner stopped reading",
+                                )
+                            )
+                            break
+            except TimeoutError:
+                if not limit.expired():
+                    raise
+                parser.notes.append(
+                    PlanNote(
+                        "(the rest of the plan)",
+                        "not written: the run's time limit was reached while the planner "
+                        "was still writing",
+                    )
+                )
             for task in parser.close():
                 tasks.append(task)
-                if unit is not None:
-                    unit.submit(task)
-        except BaseException:
-            if unit is not None:
-                unit.cancel()
+                if handoff is not None:
+                    handoff.put(task)
+            if handoff is not None:
+                handoff.close(deadline)
+                await handoff.wait_for_reader()
+        except BaseException as exc:
+            if handoff is not None:
+                handoff.fail(exc)
             raise
-        if unit is not None:
-            unit.close()
-            register(unit, dispatch_id)
+        finally:
+            if handoff is not None:
+                handoff.leave("planner")
         records = [{**t.to_record(), "round": round_no} for t in tasks if not t.is_join]
         round_record: RoundRecord = {
             "round": round_no,
@@ -310,16 +322,23 @@ class Planner:
         update: dict[str, Any] = {
             "tasks": prior_tasks + records,
             "rounds": [*rounds, round_record],
-            "dispatch_id": dispatch_id,
             "phase": "replan" if replanning else None,
         }
         if not replanning:
-            deadline = planner_start + self.run_timeout if self.run_timeout else None
-            update.update(results=[], replans=0, deadline=deadline)
+            update.update(replans=0, deadline=deadline)
         return update
 
     def node(self, state: LLMCompilerState, config: RunnableConfig) -> dict[str, Any]:
         return run_sync(self.anode(state, config))
+
+
+async def _open_handoff(config: RunnableConfig) -> PlanHandoff | None:
+    step = superstep_of(config)
+    if step is None:
+        raise RuntimeError("the planner node runs only inside a LangGraph run")
+    if await partner_writes(config, "results") is not None:
+        return None  # this superstep's scheduler finished in an earlier attempt
+    return PlanHandoff.open(step, "planner")
 
 
 def _add_usage(total: dict[str, int], usage: dict[str, int]) -> None:

@@ -1,20 +1,15 @@
-"""The task-fetching unit and the scheduler node.
+"""The scheduler node: runs a round's plan through a task-fetching unit.
 
-:class:`TaskFetchingUnit` is the paper's task-fetching unit plus executor as an
-event-driven dataflow engine: every task knows how many inputs it still waits
-for, and the completion of a task starts its dependents at once, from the done
-callback. Nothing polls or sleeps; there is no barrier between dependent tasks.
+With streaming dispatch the scheduler runs in the same superstep as the planner
+and takes each task from it the moment its line is complete (the seam is
+explained in :mod:`llmcompiler_graph.handoff`); without it, the scheduler runs
+after the planner and reads the plan from state. Either way every tool call is
+made here, inside this node. A resumed scheduler loads the superstep's journal
+(:mod:`llmcompiler_graph.journal`), so finished tools do not run again.
 
-Streaming dispatch: the planner node creates a unit and submits each task the
-moment its plan line is complete, so tools start while the planner is still
-generating. The unit is registered under ``state["dispatch_id"]``; the scheduler
-node claims it and drains it. When no unit is found (streaming dispatch off, or
-a run resumed from a checkpoint, possibly in another process), the scheduler
-builds one from the tasks held in state plus the round's journal, so the
-checkpoint alone suffices and finished tools do not run again.
-
-Tools that need approval never start early: the unit holds them, and once
-nothing else can run, the scheduler asks for approval with ``interrupt()``.
+Tools that need approval never start early: the unit holds them, and once the
+plan is complete and nothing else can run, the scheduler asks for approval with
+``interrupt()``.
 """
 
 from __future__ import annotations
@@ -30,107 +25,108 @@ from langgraph.types import interrupt
 from llmcompiler_graph._clock import now
 from llmcompiler_graph._sync import run_sync
 from llmcompiler_graph.executor import ToolSpec
-from llmcompiler_graph.journal import Journal
+from llmcompiler_graph.handoff import PlanHandoff, PlannerFailed, failed_before_join, partner_writes
+from llmcompiler_graph.journal import Journal, superstep_of
 from llmcompiler_graph.plan import Task
 from llmcompiler_graph.state import ResultRecord
 from llmcompiler_graph.task_fetching import (
     APPROVAL_REQUEST,
-    CLAIM_TIMEOUT_S,
     Emit,
     SchedulingPolicy,
     TaskFetchingUnit,
 )
 
-# ---------------------------------------------------------------------- registry
-
-_UNITS: dict[str, TaskFetchingUnit] = {}
-
-
-def register(unit: TaskFetchingUnit, dispatch_id: str) -> None:
-    """Register a planner-fed unit for the scheduler node to claim."""
-    _UNITS[dispatch_id] = unit
-    unit.hold_events()
-    unit.expire_unclaimed()
-
-
-def claim(dispatch_id: str | None) -> TaskFetchingUnit | None:
-    """Take the unit registered under ``dispatch_id``, if it lives in this loop."""
-    if not dispatch_id:
-        return None
-    unit = _UNITS.pop(dispatch_id, None)
-    if unit is None:
-        return None
-    unit.claimed()
-    try:
-        same_loop = unit.loop is asyncio.get_running_loop()
-    except RuntimeError:
-        same_loop = False
-    if not same_loop or unit.cancelled:
-        unit.cancel()
-        return None
-    return unit
+DEADLINE_REACHED = "not finished: the run's deadline was reached"
 
 
 class Scheduler:
-    """The scheduler node: drains the planner-fed unit, or runs the plan from state.
+    """The scheduler node.
 
     Args:
         specs: Tools by name.
         policy: How tasks are run.
+        streaming_dispatch: Whether the scheduler runs beside the planner and
+            takes tasks from it as they are written (else it reads state).
+        run_timeout: Seconds the whole question may take.
     """
 
-    def __init__(self, specs: Mapping[str, ToolSpec], policy: SchedulingPolicy) -> None:
+    def __init__(
+        self,
+        specs: Mapping[str, ToolSpec],
+        policy: SchedulingPolicy,
+        *,
+        streaming_dispatch: bool = True,
+        run_timeout: float | None = None,
+    ) -> None:
         self.specs = specs
         self.policy = policy
+        self.streaming_dispatch = streaming_dispatch
+        self.run_timeout = run_timeout
 
     async def anode(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
-        scheduler_start = now()
+        replanning = state.get("phase") == "replan"
+        earlier = list(state.get("results") or []) if replanning else []
         rounds = list(state.get("rounds") or [])
-        round_no = rounds[-1]["round"] if rounds else 0
-        results = list(state.get("results") or [])
-        dispatch_id = state.get("dispatch_id")
-        writer = _writer()
+        if self.streaming_dispatch:
+            # State is as it was before this superstep: the planner's round is not in it.
+            round_no = len(rounds) if replanning else 0
+            deadline = state.get("deadline") if replanning else self._deadline()
+        else:
+            round_no = rounds[-1]["round"] if rounds else 0
+            deadline = state.get("deadline")
+        journal = Journal.for_run(config)
         journaled: dict[int, ResultRecord] = {}
         approvals: list[dict[str, Any]] = []
-        unit = claim(dispatch_id)
-        if unit is not None:
-            unit.attach(writer)
+        if journal is not None:
+            journaled, approvals = await journal.load()
+
+        handoff: PlanHandoff | None = None
+        planned: list[Task] = []
+        if not self.streaming_dispatch:
+            planned = _tasks_of(state.get("tasks"), round_no)
         else:
-            journal = Journal.for_run(config, dispatch_id)
-            if journal is not None:
-                journaled, approvals = await journal.load()
-            earlier = {r["idx"]: r for r in results}
-            unit = TaskFetchingUnit(
-                self.specs,
-                self.policy,
-                config=config,
-                prior={**earlier, **journaled},
-                round_no=round_no,
-                emit=writer,
-                journal=journal,
-            )
+            saved = await partner_writes(config, "tasks")
+            if saved is not None:  # the planner finished in an earlier attempt
+                planned = _tasks_of(saved, round_no)
+            else:
+                step = superstep_of(config)
+                if step is None:
+                    raise RuntimeError("the scheduler node runs only inside a LangGraph run")
+                if (error := failed_before_join(step)) is not None:
+                    raise PlannerFailed(error)
+                handoff = PlanHandoff.open(step, "scheduler")
+        # With the same plan, journaled results stand for their tasks; with a plan
+        # written again, they serve identical calls only.
+        same_plan = handoff is None
+        unit = TaskFetchingUnit(
+            self.specs,
+            self.policy,
+            config=config,
+            prior={**{r["idx"]: r for r in earlier}, **(journaled if same_plan else {})},
+            reuse=() if same_plan else journaled.values(),
+            round_no=round_no,
+            emit=_writer(),
+            journal=journal,
+        )
+        try:
             # Replay earlier approval interrupts first, in order, so that each
             # interrupt() call gets back the answer given to it.
             for request in approvals:
                 unit.decide(request, interrupt(request))
-            tasks = [
-                Task.from_record(t) for t in state.get("tasks") or [] if t["round"] == round_no
-            ]
-            for task in tasks:
-                unit.submit(task)
-        plan = _plan_text(state, round_no)
-        deadline = state.get("deadline")
-        try:
+            if handoff is None:
+                for task in planned:
+                    unit.submit(task)
+            elif not await self._feed(handoff, unit, planned, deadline):
+                unit.abort(DEADLINE_REACHED)
             while True:
-                remaining = None if deadline is None else deadline - now()
                 try:
-                    async with asyncio.timeout(remaining):
+                    async with asyncio.timeout(_remaining(deadline)):
                         await unit.wait()
                 except TimeoutError:
-                    unit.abort("not finished: the run's deadline was reached")
+                    unit.abort(DEADLINE_REACHED)
                 if not unit.held:
                     break
-                request = unit.approval_request(plan)
+                request = unit.approval_request(_plan_text(planned))
                 if unit.journal is None:
                     raise ValueError(
                         "tools that need approval require a checkpointer: "
@@ -140,34 +136,51 @@ class Scheduler:
                 approvals.append(request)
                 await unit.journal.flush()
                 unit.decide(request, interrupt(request))
+            if unit.journal is not None:
+                await unit.journal.flush()
         except BaseException:
             unit.cancel()
             raise
-        if unit.journal is not None:
-            await unit.journal.flush()
-        this_round = {**journaled, **unit.results}
-        if rounds:
-            rounds[-1] = {
-                **rounds[-1],
-                "scheduler_start": scheduler_start,
-                "scheduler_end": now(),
-            }
-        return {
-            "results": results + sorted(this_round.values(), key=lambda r: r["end"]),
-            "rounds": rounds,
-            "dispatch_id": None,
-        }
+        finally:
+            if handoff is not None:
+                handoff.leave("scheduler")
+        this_round = {**(journaled if same_plan else {}), **unit.results}
+        return {"results": earlier + sorted(this_round.values(), key=lambda r: r["end"])}
+
+    async def _feed(
+        self,
+        handoff: PlanHandoff,
+        unit: TaskFetchingUnit,
+        planned: list[Task],
+        deadline: float | None,
+    ) -> bool:
+        """Submit the planner's tasks as they arrive; ``False`` if the deadline passed."""
+        try:
+            async with asyncio.timeout(_remaining(deadline)):
+                async for task in handoff.stream():
+                    planned.append(task)
+                    unit.submit(task)
+        except TimeoutError:
+            return False
+        return True
+
+    def _deadline(self) -> float | None:
+        return now() + self.run_timeout if self.run_timeout else None
 
     def node(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
         return run_sync(self.anode(state, config))
 
 
-def _plan_text(state: Mapping[str, Any], round_no: int) -> str:
-    return "\n".join(
-        f"{t['idx']}. {t['tool']}({t['args']})"
-        for t in state.get("tasks") or []
-        if t["round"] == round_no
-    )
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - now())
+
+
+def _tasks_of(records: Iterable[Mapping[str, Any]] | None, round_no: int) -> list[Task]:
+    return [Task.from_record(t) for t in records or () if t["round"] == round_no]
+
+
+def _plan_text(tasks: Iterable[Task]) -> str:
+    return "\n".join(f"{t.idx}. {t.tool}({t.source})" for t in tasks if not t.is_join)
 
 
 def _writer() -> Emit | None:
@@ -177,18 +190,4 @@ def _writer() -> Emit | None:
         return None
 
 
-def pending_in(tasks: Iterable[Task], results: Mapping[int, Any]) -> list[Task]:
-    """Tasks of ``tasks`` that have no result yet."""
-    return [t for t in tasks if not t.is_join and t.idx not in results]
-
-
-__all__ = [
-    "APPROVAL_REQUEST",
-    "CLAIM_TIMEOUT_S",
-    "Emit",
-    "Scheduler",
-    "SchedulingPolicy",
-    "TaskFetchingUnit",
-    "claim",
-    "register",
-]
+__all__ = ["APPROVAL_REQUEST", "DEADLINE_REACHED", "Scheduler"]

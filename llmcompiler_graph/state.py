@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Literal, NotRequired, TypedDict
 
 from langgraph.graph import MessagesState
+from langgraph.managed import RemainingSteps
 
 
 class TaskRecord(TypedDict):
@@ -62,8 +63,6 @@ class RoundRecord(TypedDict, total=False):
     planner_start: float
     planner_end: float
     planner_usage: dict[str, int]
-    scheduler_start: float
-    scheduler_end: float
     joiner_start: float
     joiner_end: float
     joiner_usage: dict[str, int]
@@ -87,9 +86,9 @@ class LLMCompilerState(MessagesState):
         replans: Replans so far for the current question.
         phase: ``"replan"`` while the joiner has asked for another plan;
             ``"done"`` once the question is answered.
-        dispatch_id: Names the current round's task-fetching unit (streaming
-            dispatch) and its journal; cleared by the scheduler.
         deadline: UNIX time by which the run must end (``run_timeout``).
+        remaining_steps: Steps left before the recursion limit (LangGraph
+            manages it); the joiner finishes rather than replan past it.
     """
 
     tasks: NotRequired[list[TaskRecord]]
@@ -97,8 +96,8 @@ class LLMCompilerState(MessagesState):
     rounds: NotRequired[list[RoundRecord]]
     replans: NotRequired[int]
     phase: NotRequired[Literal["replan", "done"] | None]
-    dispatch_id: NotRequired[str | None]
     deadline: NotRequired[float | None]
+    remaining_steps: NotRequired[RemainingSteps]
 
 
 def usage_of(message: Any) -> dict[str, int]:

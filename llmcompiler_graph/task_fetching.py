@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,9 +27,6 @@ from llmcompiler_graph.state import ResultRecord
 
 Emit = Callable[[dict[str, Any]], None]
 
-# An unclaimed unit (the run was cancelled between planner and scheduler) is
-# cancelled after this long so its tools cannot run on forever.
-CLAIM_TIMEOUT_S = 120.0
 APPROVAL_REQUEST = "llmcompiler_approval"
 
 
@@ -82,6 +79,10 @@ class TaskFetchingUnit:
         direct_calls: Use the direct tool path; ``None`` decides from the
             config's callback handlers (direct only when none watches tools).
         journal: Where finished results are made durable.
+        reuse: Results journaled by an earlier attempt of this superstep whose
+            plan was written again: an identical call takes its result instead
+            of running again, whatever the memoization settings (re-running a
+            call that already happened is what durability must prevent).
 
     Example:
         >>> async def run(unit, tasks):  # doctest: +SKIP
@@ -101,6 +102,7 @@ class TaskFetchingUnit:
         emit: Emit | None = None,
         direct_calls: bool | None = None,
         journal: Journal | None = None,
+        reuse: Iterable[ResultRecord] = (),
         executor: ToolExecutor | None = None,
         max_concurrency: int | None = None,
     ) -> None:
@@ -135,6 +137,11 @@ class TaskFetchingUnit:
                 key = record.get("input_key")
                 if record["ok"] and key and record["round"] != round_no:
                     self._memo.setdefault(key, record)
+        self._reuse: dict[str, ResultRecord] = {}
+        for record in reuse:
+            key = record.get("input_key")
+            if record["ok"] and key:
+                self._reuse.setdefault(key, record)
         self._running: dict[int, asyncio.Task[None]] = {}
         self._queue: list[int] = []
         self._ranks: dict[int, float] | None = None
@@ -142,8 +149,6 @@ class TaskFetchingUnit:
         self._closed = False
         self._settled: asyncio.Future[None] | None = None
         self._emit = emit
-        self._buffer: list[dict[str, Any]] | None = None
-        self._expiry: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ feeding
 
@@ -206,8 +211,6 @@ class TaskFetchingUnit:
         self._queue.clear()
         for running in list(self._running.values()):
             running.cancel()
-        if self._expiry is not None:
-            self._expiry.cancel()
 
     def abort(self, reason: str) -> None:
         """Cancel everything and give every unfinished task ``reason`` as its error."""
@@ -271,32 +274,9 @@ class TaskFetchingUnit:
 
     # ------------------------------------------------------------------ events
 
-    def hold_events(self) -> None:
-        """Buffer events between the planner node's end and the scheduler's start."""
-        self._buffer = []
-        self._emit = None
-
-    def attach(self, emit: Emit | None) -> None:
-        """Send events to ``emit`` from now on, first those buffered meanwhile."""
-        buffered, self._buffer = self._buffer or [], None
-        self._emit = emit
-        if emit is not None:
-            for event in buffered:
-                emit(event)
-
     def _event(self, event: dict[str, Any]) -> None:
-        if self._buffer is not None:
-            self._buffer.append(event)
-        elif self._emit is not None:
+        if self._emit is not None:
             self._emit(event)
-
-    def expire_unclaimed(self, after: float = CLAIM_TIMEOUT_S) -> None:
-        self._expiry = self.loop.call_later(after, self.cancel)
-
-    def claimed(self) -> None:
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
 
     # ------------------------------------------------------------------ dataflow
 
@@ -387,9 +367,16 @@ class TaskFetchingUnit:
                 tool_input = spec.bind_positional([], dict(decision.args))
             else:
                 tool_input = self._resolve_input(task, spec)
-            if self.policy.memoize and spec.memoize:
-                input_key = _input_key(task.tool, tool_input)
-                earlier = self._memo.get(input_key) if input_key else None
+            input_key = _input_key(task.tool, tool_input)
+            if input_key is not None and input_key in self._reuse:
+                earlier = self._reuse[input_key]
+                self._finish(
+                    task, ok=True, value=earlier["value"], error=None,
+                    start=start, input_key=input_key, memo_of=earlier["idx"],
+                )  # fmt: skip
+                return
+            if input_key is not None and self.policy.memoize and spec.memoize:
+                earlier = self._memo.get(input_key)
                 if earlier is not None:
                     self._finish(
                         task, ok=True, value=self._value(earlier["idx"]), error=None,

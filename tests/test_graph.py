@@ -16,8 +16,8 @@ from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, MessagesState, StateGraph
 
 from llmcompiler_graph import create_llm_compiler
+from llmcompiler_graph.handoff import open_handoffs
 from llmcompiler_graph.joiner import MUST_FINISH
-from llmcompiler_graph.scheduler import _UNITS
 from llmcompiler_graph.testing.scripted import ScriptedChatModel, finish, replan
 
 
@@ -48,6 +48,7 @@ def question(text: str = "Which is bigger?") -> dict[str, Any]:
 
 
 def test_graph_shape_is_three_nodes_and_a_replan_edge() -> None:
+    # Streaming dispatch: planner and scheduler are one superstep, side by side.
     model = ScriptedChatModel(replies=[PLAN])
     graph = create_llm_compiler(model, [search, lookup]).compile()
     drawn = graph.get_graph()
@@ -55,13 +56,28 @@ def test_graph_shape_is_three_nodes_and_a_replan_edge() -> None:
     edges = {(e.source, e.target, e.conditional) for e in drawn.edges}
     assert edges == {
         ("__start__", "planner", False),
+        ("__start__", "scheduler", False),
+        ("planner", "joiner", False),
+        ("scheduler", "joiner", False),
+        ("joiner", "planner", True),
+        ("joiner", "scheduler", True),
+        ("joiner", "__end__", True),
+    }
+    mermaid = drawn.draw_mermaid()
+    assert "joiner -.-> planner" in mermaid and "__start__ --> scheduler" in mermaid
+
+
+def test_graph_without_streaming_dispatch_is_a_chain() -> None:
+    model = ScriptedChatModel(replies=[PLAN])
+    graph = create_llm_compiler(model, [search, lookup], streaming_dispatch=False).compile()
+    edges = {(e.source, e.target, e.conditional) for e in graph.get_graph().edges}
+    assert edges == {
+        ("__start__", "planner", False),
         ("planner", "scheduler", False),
         ("scheduler", "joiner", False),
         ("joiner", "planner", True),
         ("joiner", "__end__", True),
     }
-    mermaid = graph.get_graph().draw_mermaid()
-    assert "joiner -.-> planner" in mermaid and "planner --> scheduler" in mermaid
 
 
 async def test_answer_is_one_ai_message_and_details_live_in_other_keys() -> None:
@@ -324,7 +340,13 @@ async def test_sqlite_checkpointer_round_trips_state(tmp_path: Any) -> None:
         assert state.values["results"] == out["results"]
         assert state.values["messages"][-1].content == "ok"
         history = [s async for s in graph.aget_state_history(config)]
-        assert len(history) >= 7
+        # input, start, then per round: planner+scheduler (one superstep), joiner
+        assert len(history) == 6
+        # The per-task journal keeps nothing in the user's thread, nor after the run.
+        listed = [c async for c in saver.alist({"configurable": {"thread_id": "s"}})]
+        assert len(listed) == len(history)
+        everything = [c async for c in saver.alist(None)]
+        assert len(everything) == len(history)
 
 
 def test_sync_sqlite_checkpointer(tmp_path: Any) -> None:
@@ -356,17 +378,14 @@ async def test_resume_from_checkpoint_completes_from_state(streaming_dispatch: b
     )
     config = {"configurable": {"thread_id": "r"}}
     await graph.ainvoke(question(), config)
-    # As after a restart: the in-process unit is gone, only the checkpoint is left.
-    for unit in list(_UNITS.values()):
-        unit.cancel()
-    _UNITS.clear()
-    await asyncio.sleep(0.05)
-    calls.clear()
+    # With streaming dispatch the scheduler runs beside the planner, so the
+    # interrupt comes before both and nothing has run; without it, the plan is
+    # in state and the tools run on resume.
+    assert calls == [] and open_handoffs() == 0
+    assert len(model.calls) == (0 if streaming_dispatch else 1)
     out = await graph.ainvoke(None, config)
     assert out["messages"][-1].content == "resumed"
-    # With streaming dispatch both calls finished during planning and were
-    # journaled: the resumed scheduler takes their results instead of re-running.
-    assert calls == ([] if streaming_dispatch else ["a", "b A"])
+    assert calls == ["a", "b A"]
     assert [r["value"] for r in out["results"]] == ["A", "B A"]
 
 
@@ -468,6 +487,6 @@ def test_tracing_sees_tool_runs_under_the_node_that_ran_them(streaming_dispatch:
     model = ScriptedChatModel(replies=[PLAN, finish("x")])
     graph = create_llm_compiler(model, [search, lookup], streaming_dispatch=streaming_dispatch)
     graph.compile().invoke(question(), {"callbacks": [tracer]})  # sync API, sync + async tools
-    node = "planner" if streaming_dispatch else "scheduler"
+    node = "scheduler"  # with or without streaming dispatch, the scheduler runs every tool
     assert sorted(name for name, _ in tracer.tools) == ["lookup", "search", "search"]
     assert {tracer.chains.get(parent) for _, parent in tracer.tools} == {node}
