@@ -338,11 +338,15 @@ class ProgressPrinter:
 # --------------------------------------------------------------------------- running
 
 
+# The planner's and joiner's raw tokens arrive as custom events (see README, Streaming).
+TOKEN_EVENTS = {"planner_token": "planner", "joiner_token": "joiner"}
+
+
 async def _stream_run(
     graph: Any, question: str, printer: ProgressPrinter, recursion_limit: int
 ) -> dict[str, Any]:
     """Run the graph, printing progress; returns the final state."""
-    from langchain_core.messages import AIMessageChunk, HumanMessage
+    from langchain_core.messages import HumanMessage
 
     final: dict[str, Any] = {}
     config = {"recursion_limit": recursion_limit}
@@ -351,16 +355,12 @@ async def _stream_run(
     async for mode, chunk in graph.astream(
         {"messages": [HumanMessage(question)]},
         config,
-        stream_mode=["messages", "custom", "updates", "values"],
+        stream_mode=["custom", "updates", "values"],
     ):
-        if mode == "messages":
-            message, meta = chunk
-            node = meta.get("langgraph_node")
-            # Full messages (the answer written to state) also pass here; tokens are chunks.
-            if node in ("planner", "joiner") and isinstance(message, AIMessageChunk):
-                printer.tokens(node, message.text)
-        elif mode == "custom":
-            if isinstance(chunk, Mapping):
+        if mode == "custom":
+            if isinstance(chunk, Mapping) and chunk.get("event") in TOKEN_EVENTS:
+                printer.tokens(TOKEN_EVENTS[chunk["event"]], str(chunk.get("text", "")))
+            elif isinstance(chunk, Mapping):
                 printer.event(chunk)
         elif mode == "updates":
             for node, update in chunk.items():
@@ -593,6 +593,7 @@ def _ask_with(
         examples=config.examples_for(choice.tool_set) or None,
         tool_timeout=agent.tool_timeout,
         run_timeout=agent.run_timeout,
+        token_events=True,  # the progress lines show the plan as it is written
     ).compile()
     grammar = (getattr(model, "metadata", None) or {}).get("llmcompiler_graph", {}).get("grammar")
     print(

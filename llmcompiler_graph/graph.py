@@ -43,6 +43,7 @@ def create_llm_compiler(
     run_timeout: float | None = None,
     max_tasks: int | None = 100,
     grammar: GrammarOption = None,
+    token_events: bool = False,
     state_schema: type[Any] = LLMCompilerState,
 ) -> StateGraph:
     """Build an LLMCompiler agent graph: planner, scheduler and joiner nodes.
@@ -95,6 +96,11 @@ def create_llm_compiler(
             built from the tools: ``"llama.cpp"`` (GBNF), ``"vllm"``, ``True``
             (llama.cpp), ``False``. ``None`` follows the model's metadata flag
             ``{"llmcompiler_graph": {"grammar": ...}}`` that the local helper sets.
+        token_events: Also send the planner's and the joiner's raw tokens as
+            ``planner_token`` / ``joiner_token`` custom stream events (``event``,
+            ``text``, ``round``). They are kept out of the ``messages`` stream
+            either way, which carries the answer alone; ``astream_events``
+            shows them under the tags ``llmcompiler:planner`` / ``llmcompiler:joiner``.
         state_schema: A subclass of :class:`LLMCompilerState` to add keys.
 
     Returns:
@@ -156,6 +162,7 @@ def create_llm_compiler(
         run_timeout=run_timeout,
         max_observation_chars=max_observation_chars,
         grammar=_grammar_dialect(grammar, planner_llm),
+        token_events=token_events,
     )
     scheduler = Scheduler(
         specs, policy, streaming_dispatch=streaming_dispatch, run_timeout=run_timeout
@@ -172,6 +179,7 @@ def create_llm_compiler(
         grammar=_grammar_dialect(grammar, joiner_llm),
         steps_per_round=2 if streaming_dispatch else 3,
         run_timeout=run_timeout,
+        token_events=token_events,
     )
 
     def route_after_joiner(state: LLMCompilerState) -> list[str] | str:

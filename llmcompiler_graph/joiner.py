@@ -12,19 +12,32 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel, LanguageModelLike
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+)
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import merge_configs
+from langgraph.config import get_stream_writer
+from langgraph.constants import TAG_NOSTREAM
 
 from llmcompiler_graph._clock import now
 from llmcompiler_graph._sync import in_sync_run, run_sync
-from llmcompiler_graph.executor import run_in_thread
+from llmcompiler_graph.executor import iterate_in_thread
 from llmcompiler_graph.journal import Journal
 from llmcompiler_graph.planner import conversation, render_round, truncate
-from llmcompiler_graph.state import LLMCompilerState, usage_of
+from llmcompiler_graph.state import LLMCompilerState, add_usage, usage_of
 
 JOINER_SYSTEM_PROMPT = """\
 You are the final step of a tool-using assistant. A planner split the user's \
@@ -39,6 +52,11 @@ Action: Replan(<what is missing or went wrong, so the planner can fix it>)
 
 Answer with Finish whenever the observations suffice; give the answer itself, \
 directly and concisely. Use Replan only if new tool calls would help."""
+
+# Tags on the model calls, for those who want the raw plan and reply tokens
+# (``astream_events``, tracing); the answer's own stream carries ANSWER_TAG.
+JOINER_TAG = "llmcompiler:joiner"
+ANSWER_TAG = "llmcompiler:answer"
 
 # Results quoted in the answer given when the time limit cuts the joiner short.
 MAX_RESULTS_IN_TIMEOUT = 5
@@ -100,6 +118,7 @@ class Joiner:
         system_prompt: Overrides :data:`JOINER_SYSTEM_PROMPT`.
         max_observation_chars: Observations longer than this are cut.
         grammar: ``"llama.cpp"`` / ``"vllm"`` to constrain the reply's form.
+        token_events: Send raw tokens as custom stream events too.
         steps_per_round: Graph steps a replan takes (for the recursion limit).
         run_timeout: Seconds the whole question may take (for the message
             given when that limit cuts the joiner short).
@@ -113,6 +132,7 @@ class Joiner:
         system_prompt: str | None = None,
         max_observation_chars: int | None = 4000,
         grammar: str | None = None,
+        token_events: bool = False,
         steps_per_round: int = 2,
         run_timeout: float | None = None,
     ) -> None:
@@ -123,6 +143,7 @@ class Joiner:
         self.system_prompt = system_prompt or JOINER_SYSTEM_PROMPT
         self.max_observation_chars = max_observation_chars
         self.grammar = grammar
+        self.token_events = token_events
 
     def messages(self, state: LLMCompilerState, *, must_finish: bool) -> list[BaseMessage]:
         results = {r["idx"]: r for r in state.get("results") or []}
@@ -163,16 +184,18 @@ class Joiner:
             or (remaining_steps is not None and remaining_steps <= self.steps_per_round)
         )
         joiner_start = now()
-        reply = await self._reply(state, config, must_finish=must_finish, deadline=deadline)
+        answer_id = f"llmcompiler-answer-{uuid.uuid4()}"
+        text, usage = await self._reply(
+            state, config, must_finish=must_finish, deadline=deadline, answer_id=answer_id
+        )
         # The round's checkpoint has been written by now: its journal is not needed.
         await Journal.delete_for_run(config)
-        text = reply.text if isinstance(reply, BaseMessage) else str(reply)
         decision = parse_joiner_reply(text)
         rounds = list(state.get("rounds") or [])
         record: dict[str, Any] = {
             "joiner_start": joiner_start,
             "joiner_end": now(),
-            "joiner_usage": usage_of(reply),
+            "joiner_usage": usage,
             "joiner_reply": text,
             "thought": decision.thought,
             "action": decision.action,
@@ -189,7 +212,8 @@ class Joiner:
         if rounds:
             rounds[-1] = {**rounds[-1], **record}  # type: ignore[typeddict-item]
         return {
-            "messages": [AIMessage(answer)],
+            # The id the streamed answer carried, so a chat UI's message becomes this one.
+            "messages": [AIMessage(answer, id=answer_id)],
             "rounds": rounds,
             "phase": "done",
         }
@@ -201,21 +225,49 @@ class Joiner:
         *,
         must_finish: bool,
         deadline: float | None,
-    ) -> Any:
-        """The model's reply, or a message saying the time limit cut it short."""
+        answer_id: str,
+    ) -> tuple[str, dict[str, int]]:
+        """The model's reply and its token usage, or a message saying the time
+        limit cut it short. The answer streams out as it is written (see
+        :class:`_AnswerRelay`)."""
         model, messages = self._bound_model(), self.messages(state, must_finish=must_finish)
+        # The raw reply (thought and action) stays out of the ``messages`` stream:
+        # a chat UI shows the answer alone. Filter for the tag to see it all.
+        raw_config = merge_configs(config, {"tags": [JOINER_TAG, TAG_NOSTREAM]})
+        round_no = len(state.get("rounds") or []) - 1
+        write = _writer() if self.token_events else None
+        relay = _AnswerRelay.start(config, answer_id)
+        text: list[str] = []
+        usage: dict[str, int] = {}
         remaining = None if deadline is None else deadline - now()
-        if remaining is None or remaining > 0:
+        try:
+            if remaining is not None and remaining <= 0:
+                raise _OutOfTime
             limit = asyncio.timeout(remaining)
             try:
                 async with limit:
-                    if in_sync_run():  # sync runs use sync model APIs (see _sync)
-                        return await run_in_thread(lambda: model.invoke(messages, config))
-                    return await model.ainvoke(messages, config)
+                    stream = (
+                        iterate_in_thread(lambda: model.stream(messages, raw_config))
+                        if in_sync_run()  # sync runs use sync model APIs (see _sync)
+                        else model.astream(messages, raw_config)
+                    )
+                    async with aclosing(stream):  # type: ignore[type-var]
+                        async for chunk in stream:
+                            piece = chunk.text if isinstance(chunk, BaseMessage) else str(chunk)
+                            add_usage(usage, usage_of(chunk))
+                            text.append(piece)
+                            if piece and write is not None:
+                                write({"event": "joiner_token", "text": piece, "round": round_no})
+                            relay.feed(piece)
             except TimeoutError:
                 if not limit.expired():
                     raise
-        return AIMessage(f"Action: Finish({self._out_of_time(state)})")
+                raise _OutOfTime from None
+        except _OutOfTime:
+            return f"Action: Finish({self._out_of_time(state)})", usage
+        finally:
+            await relay.close()
+        return "".join(text), usage
 
     def _out_of_time(self, state: LLMCompilerState) -> str:
         limit = f" of {self.run_timeout:g} s" if self.run_timeout else ""
@@ -230,3 +282,112 @@ class Joiner:
 
     def node(self, state: LLMCompilerState, config: RunnableConfig) -> dict[str, Any]:
         return run_sync(self.anode(state, config))
+
+
+class _OutOfTime(Exception):
+    """The run's deadline left no time for the joiner's model."""
+
+
+class _AnswerRelay(BaseChatModel):
+    """Streams the joiner's answer into LangGraph's ``messages`` stream mode.
+
+    The joiner's raw reply (``Thought: … Action: Finish(…)``) is kept out of that
+    stream; the text inside ``Finish(…)`` is relayed through this model as it is
+    written, under the id of the ``AIMessage`` the joiner then puts in state, so
+    a chat UI streams the answer token by token and ends with the message the
+    thread keeps. A piece is relayed once it is certain to be part of the
+    answer: up to the last ``)`` seen so far (the answer ends at the last one).
+    """
+
+    @property
+    def _llm_type(self) -> str:
+        return "llmcompiler-answer"
+
+    def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
+        raise NotImplementedError("the answer relay only streams")
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        *,
+        pieces: asyncio.Queue[str | None],
+        message_id: str,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        while (piece := await pieces.get()) is not None:
+            yield ChatGenerationChunk(message=AIMessageChunk(content=piece, id=message_id))
+        # Our own closing chunk, so that none is added under another id.
+        last = AIMessageChunk(content="", id=message_id, chunk_position="last")
+        yield ChatGenerationChunk(message=last)
+
+    @classmethod
+    def start(cls, config: RunnableConfig, message_id: str) -> _RelayHandle:
+        return _RelayHandle(cls(), config, message_id)
+
+
+class _RelayHandle:
+    """Feeds one joiner reply's answer to an :class:`_AnswerRelay` run, started
+    at the answer's first piece (a reply without one starts no run)."""
+
+    def __init__(self, relay: _AnswerRelay, config: RunnableConfig, message_id: str) -> None:
+        self._relay = relay
+        self._config = merge_configs(config, {"tags": [ANSWER_TAG], "run_name": "answer"})
+        self._id = message_id
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._text = ""
+        self._start: int | None = None
+        self._sent = 0  # characters of the answer relayed so far
+        self._close = -1  # position of the last ")" after the start
+
+    def feed(self, piece: str) -> None:
+        if not piece:
+            return
+        offset = len(self._text)
+        self._text += piece
+        if self._start is None:
+            match = _ACTION.search(self._text, max(0, offset - 32))
+            if match is None or match.group(1).lower() != "finish":
+                return
+            self._start = match.end()
+            while self._start < len(self._text) and self._text[self._start].isspace():
+                self._start += 1
+            offset = self._start
+        if self._start < len(self._text) and self._text[self._start].isspace() and not self._sent:
+            self._start = len(self._text) - len(self._text[self._start :].lstrip())
+        close = self._text.rfind(")", max(offset, self._start))
+        if close >= 0:
+            self._close = close
+        end = self._close if self._close >= self._start else self._start
+        if end - self._start > self._sent:
+            self._put(self._text[self._start + self._sent : end])
+            self._sent = end - self._start
+
+    def _put(self, text: str) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._queue.put_nowait(text)
+
+    async def _run(self) -> None:
+        stream = self._relay.astream([], self._config, pieces=self._queue, message_id=self._id)
+        async for _ in stream:
+            pass
+
+    async def close(self) -> None:
+        if self._task is None:
+            return
+        self._queue.put_nowait(None)
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            if not self._task.cancelled():
+                raise
+
+
+def _writer() -> Any:
+    try:
+        return get_stream_writer()
+    except RuntimeError:  # outside a graph run
+        return None

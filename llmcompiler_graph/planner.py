@@ -23,6 +23,9 @@ from langchain_core.messages import (
     ToolMessage,
 )
 from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import merge_configs
+from langgraph.config import get_stream_writer
+from langgraph.constants import TAG_NOSTREAM
 
 from llmcompiler_graph._clock import now
 from llmcompiler_graph._sync import in_sync_run, run_sync
@@ -30,9 +33,18 @@ from llmcompiler_graph.executor import ToolSpec, describe_tools, iterate_in_thre
 from llmcompiler_graph.handoff import PlanHandoff, partner_writes
 from llmcompiler_graph.journal import superstep_of
 from llmcompiler_graph.plan import END_OF_PLAN, PlanNote, PlanStreamParser
-from llmcompiler_graph.state import LLMCompilerState, ResultRecord, RoundRecord, usage_of
+from llmcompiler_graph.state import (
+    LLMCompilerState,
+    ResultRecord,
+    RoundRecord,
+    add_usage,
+    usage_of,
+)
 from llmcompiler_graph.task_fetching import SchedulingPolicy
 
+# Tag on the planner's model calls, for those who want its raw tokens
+# (``astream_events``, tracing).
+PLANNER_TAG = "llmcompiler:planner"
 # Chunks still read after the plan ended, for the usage that comes last.
 MAX_CHUNKS_AFTER_PLAN = 64
 # Lines that cannot run (stray text, tasks past ``max_tasks``) before the
@@ -155,6 +167,7 @@ class Planner:
         max_observation_chars: Observations longer than this are cut in prompts.
         grammar: ``"llama.cpp"`` or ``"vllm"`` to constrain decoding with a
             grammar built from the tools; ``None``: free-form.
+        token_events: Send raw tokens as custom stream events too.
     """
 
     def __init__(
@@ -169,6 +182,7 @@ class Planner:
         run_timeout: float | None = None,
         max_observation_chars: int | None = 4000,
         grammar: str | None = None,
+        token_events: bool = False,
     ) -> None:
         self.model = model
         self.specs = specs
@@ -179,6 +193,7 @@ class Planner:
         self.run_timeout = run_timeout
         self.max_observation_chars = max_observation_chars
         self.grammar = grammar
+        self.token_events = token_events
         self._tool_text = describe_tools(specs)
 
     def messages(self, state: LLMCompilerState, start: int) -> list[BaseMessage]:
@@ -245,10 +260,14 @@ class Planner:
         drained = 0
         try:
             model, messages = self._bound_model(start), self.messages(state, start)
+            # The plan's tokens stay out of the ``messages`` stream (a chat UI shows
+            # the answer alone); they come as ``planner_token`` custom events.
+            raw_config = merge_configs(config, {"tags": [PLANNER_TAG, TAG_NOSTREAM]})
+            write = _writer() if self.token_events else None
             stream = (
-                iterate_in_thread(lambda: model.stream(messages, config))
+                iterate_in_thread(lambda: model.stream(messages, raw_config))
                 if in_sync_run()
-                else model.astream(messages, config)
+                else model.astream(messages, raw_config)
             )
             remaining = None if deadline is None else max(0.0, deadline - now())
             limit = asyncio.timeout(remaining)
@@ -258,7 +277,7 @@ class Planner:
                 async with limit, aclosing(stream):  # type: ignore[type-var]
                     async for chunk in stream:
                         piece = chunk.text if isinstance(chunk, BaseMessage) else str(chunk)
-                        _add_usage(usage, usage_of(chunk))
+                        add_usage(usage, usage_of(chunk))
                         if parser.finished:
                             # Drain a little: usage arrives in the last chunk. A model that
                             # keeps writing after the plan's end is not waited for.
@@ -267,6 +286,8 @@ class Planner:
                                 break
                             continue
                         text.append(piece)
+                        if piece and write is not None:
+                            write({"event": "planner_token", "text": piece, "round": round_no})
                         for task in parser.feed(piece):
                             tasks.append(task)
                             if handoff is not None:
@@ -341,6 +362,8 @@ async def _open_handoff(config: RunnableConfig) -> PlanHandoff | None:
     return PlanHandoff.open(step, "planner")
 
 
-def _add_usage(total: dict[str, int], usage: dict[str, int]) -> None:
-    for key, value in usage.items():
-        total[key] = total.get(key, 0) + value
+def _writer() -> Any:
+    try:
+        return get_stream_writer()
+    except RuntimeError:  # outside a graph run
+        return None

@@ -108,3 +108,9 @@ def usage_of(message: Any) -> dict[str, int]:
         if usage
         else {}
     )
+
+
+def add_usage(total: dict[str, int], usage: dict[str, int]) -> None:
+    """Add ``usage`` (see :func:`usage_of`) into ``total``."""
+    for key, value in usage.items():
+        total[key] = total.get(key, 0) + value

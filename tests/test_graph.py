@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 from langchain_core.tools import StructuredTool, tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.config import get_stream_writer
@@ -149,17 +149,51 @@ async def test_custom_events_arrive_as_they_happen() -> None:
     }
 
 
-async def test_messages_stream_has_planner_and_joiner_tokens() -> None:
+@pytest.mark.parametrize("chunk_by", ["line", 3])
+async def test_messages_stream_is_the_answer_alone_under_the_id_state_keeps(chunk_by: Any) -> None:
+    """A chat UI (Agent Chat UI, Studio) on ``stream_mode="messages"`` sees one
+    message: the answer, token by token, under the id that lands in state."""
+    answer = "Star Wars (film), by far (see 2)"
+    model = ScriptedChatModel(replies=[PLAN, finish(answer)], chunk_by=chunk_by)
+    graph = create_llm_compiler(model, [search, lookup], token_events=True).compile()
+    chunks, custom = [], []
+    final: dict[str, Any] = {}
+    async for mode, chunk in graph.astream(
+        question(), stream_mode=["messages", "custom", "values"]
+    ):
+        if mode == "messages":
+            chunks.append(chunk)
+        elif mode == "custom":
+            custom.append(chunk)
+        else:
+            final = chunk
+    kept = final["messages"][-1]
+    assert kept.content == answer
+    assert {message.id for message, _ in chunks} == {kept.id}
+    streamed = "".join(m.content for m, _ in chunks if isinstance(m, AIMessageChunk))
+    assert streamed == answer
+    assert {meta["langgraph_node"] for _, meta in chunks} == {"joiner"}
+    # Plan and reply tokens are there for those who ask for them.
+    plan = "".join(e["text"] for e in custom if e["event"] == "planner_token")
+    reply = "".join(e["text"] for e in custom if e["event"] == "joiner_token")
+    assert "1. search" in plan and f"Finish({answer})" in reply
+
+
+async def test_raw_model_tokens_carry_tags_for_astream_events() -> None:
     model = ScriptedChatModel(replies=[PLAN, finish("done")])
     graph = create_llm_compiler(model, [search, lookup]).compile()
-    nodes = set()
-    text = {"planner": "", "joiner": ""}
-    async for token, meta in graph.astream(question(), stream_mode="messages"):
-        nodes.add(meta["langgraph_node"])
-        if meta["langgraph_node"] in text:
-            text[meta["langgraph_node"]] += token.content
-    assert {"planner", "joiner"} <= nodes
-    assert "1. search" in text["planner"] and "Finish(done)" in text["joiner"]
+    tags = set()
+    async for event in graph.astream_events(question(), version="v2"):
+        if event["event"] == "on_chat_model_stream":
+            tags.update(t for t in event["tags"] if t.startswith("llmcompiler:"))
+    assert tags == {"llmcompiler:planner", "llmcompiler:joiner", "llmcompiler:answer"}
+
+
+def test_sync_stream_relays_the_answer_too() -> None:
+    model = ScriptedChatModel(replies=[PLAN, finish("done (twice)")])
+    graph = create_llm_compiler(model, [search, lookup]).compile()
+    chunks = [c for c, _ in graph.stream(question(), stream_mode="messages")]
+    assert "".join(c.content for c in chunks if isinstance(c, AIMessageChunk)) == "done (twice)"
 
 
 async def test_tools_stream_mode_sees_each_tool_call() -> None:

@@ -11,6 +11,8 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
 
+from llmcompiler_graph.joiner import ANSWER_TAG
+
 __all__ = ["Span", "TimelineRecorder"]
 
 
@@ -95,7 +97,9 @@ class TimelineRecorder(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        """Open an LLM span."""
+        """Open an LLM span (not for the joiner's answer relay, which calls no model)."""
+        if ANSWER_TAG in (kwargs.get("tags") or ()):
+            return
         self._begin(run_id, "llm", "llm")
 
     def on_llm_start(
