@@ -13,7 +13,7 @@ from langgraph.graph import END, START, StateGraph
 
 from llmcompiler_graph.executor import ToolExecutor, ToolSpec
 from llmcompiler_graph.joiner import Joiner
-from llmcompiler_graph.planner import Planner
+from llmcompiler_graph.planner import Planner, Prompt
 from llmcompiler_graph.scheduler import Scheduler
 from llmcompiler_graph.state import LLMCompilerState
 from llmcompiler_graph.task_fetching import SchedulingPolicy
@@ -35,8 +35,8 @@ def create_llm_compiler(
     memoize: bool = True,
     executor: ToolExecutor | None = None,
     examples: str | Sequence[str] | None = None,
-    planner_prompt: str | None = None,
-    joiner_prompt: str | None = None,
+    planner_prompt: Prompt | None = None,
+    joiner_prompt: Prompt | None = None,
     max_observation_chars: int | None = 4000,
     tool_timeout: float | None = None,
     tool_timeouts: Mapping[str, float] | None = None,
@@ -44,7 +44,7 @@ def create_llm_compiler(
     max_tasks: int | None = 100,
     grammar: GrammarOption = None,
     token_events: bool = False,
-    state_schema: type[Any] = LLMCompilerState,
+    state_schema: type[LLMCompilerState] = LLMCompilerState,
 ) -> StateGraph:
     """Build an LLMCompiler agent graph: planner, scheduler and joiner nodes.
 
@@ -79,10 +79,12 @@ def create_llm_compiler(
         executor: Runs the calls of the tools it claims elsewhere (e.g. Ray);
             the rest run in-process.
         examples: Few-shot plans appended to the planner prompt.
-        planner_prompt: Replaces the planner's system prompt; it may use the
-            fields ``{tools}``, ``{join_number}``, ``{start}``, ``{end_marker}``
-            and ``{examples}``.
-        joiner_prompt: Replaces the joiner's system prompt.
+        planner_prompt: Replaces the planner's system prompt: a ``str`` or
+            ``SystemMessage`` template that may use the fields ``{tools}``,
+            ``{join_number}``, ``{start}``, ``{end_marker}`` and ``{examples}``
+            (``{{``/``}}`` for literal braces; checked here, not on the first
+            question), or a callable taking the state and returning one.
+        joiner_prompt: Replaces the joiner's system prompt, likewise (no fields).
         max_observation_chars: Observations longer than this are truncated,
             with a visible marker, in what the LLMs read (state keeps all).
         tool_timeout: Default seconds before a tool call is abandoned as an
@@ -118,6 +120,7 @@ def create_llm_compiler(
         print(out["messages"][-1].content)
         ```
     """
+    _check_state_schema(state_schema)
     if max_replans < 0:
         raise ValueError("max_replans must be >= 0")
     if max_concurrency is not None and max_concurrency < 1:
@@ -213,3 +216,17 @@ def _grammar_dialect(option: GrammarOption, model: LanguageModelLike) -> str | N
     if option not in ("llama.cpp", "vllm"):
         raise ValueError(f"grammar must be 'llama.cpp', 'vllm', a bool or None, not {option!r}")
     return option
+
+
+def _check_state_schema(schema: Any) -> None:
+    """``state_schema`` must be :class:`LLMCompilerState` or a TypedDict extending it."""
+    needed = set(LLMCompilerState.__annotations__) | set(LLMCompilerState.__optional_keys__)
+    keys = set(getattr(schema, "__required_keys__", ())) | set(
+        getattr(schema, "__optional_keys__", ())
+    )
+    missing = sorted(needed - keys)
+    if not isinstance(schema, type) or missing:
+        raise TypeError(
+            "state_schema must be LLMCompilerState or a subclass of it (to add keys); "
+            f"{getattr(schema, '__name__', schema)!r} lacks {', '.join(missing) or 'its keys'}"
+        )

@@ -117,7 +117,7 @@ class PlanHandoff:
         self.loop = asyncio.get_running_loop()
         self.tasks: list[Task] = []
         self.closed = False
-        self.error: str | None = None
+        self.error: BaseException | None = None
         self.deadline: float | None = None
         self._present: set[Role] = set()
         self._arrived: set[Role] = set()
@@ -144,7 +144,7 @@ class PlanHandoff:
         """``role`` is done with the handoff; the last to leave removes it."""
         self._present.discard(role)
         if role == "planner" and not self.closed and self.error is None:
-            self.fail("the planner stopped before its plan was complete")
+            self.fail(PlannerFailed("the planner stopped before its plan was complete"))
         if self._present:
             return
         if _OPEN.get(self.key) is self:
@@ -168,11 +168,11 @@ class PlanHandoff:
         self.closed = True
         self._changed.set()
 
-    def fail(self, exc: BaseException | str) -> None:
+    def fail(self, exc: BaseException) -> None:
         """The planner failed or was cancelled: the scheduler stops reading."""
         if self.closed or self.error is not None:
             return
-        self.error = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+        self.error = exc
         self._changed.set()
 
     async def wait_for_reader(self) -> None:
@@ -185,7 +185,10 @@ class PlanHandoff:
         """The planner's tasks as they arrive, until the plan is closed.
 
         Raises:
-            PlannerFailed: when the planner failed before closing its plan.
+            Exception: the planner's own error, when it failed before closing its
+                plan (so the superstep fails with that error, whichever node
+                LangGraph hears from first); :class:`PlannerFailed` when it was
+                cancelled.
         """
         seen = 0
         while True:
@@ -195,7 +198,7 @@ class PlanHandoff:
             if self.closed:
                 return
             if self.error is not None:
-                raise PlannerFailed(self.error)
+                raise _as_raisable(self.error)
             self._changed.clear()
             await self._changed.wait()
 
@@ -204,9 +207,16 @@ class PlannerFailed(RuntimeError):
     """The planner of this superstep failed; its scheduler has nothing to run."""
 
 
-def failed_before_join(key: tuple[Any, ...]) -> str | None:
+def failed_before_join(key: tuple[Any, ...]) -> Exception | None:
     """The error of a planner that failed before its scheduler arrived, if any."""
-    return _FAILED.pop(key, None)
+    error = _FAILED.pop(key, None)
+    return None if error is None else _as_raisable(error)
+
+
+def _as_raisable(error: BaseException) -> Exception:
+    if isinstance(error, Exception):
+        return error
+    return PlannerFailed(f"the planner ended with {type(error).__name__}")
 
 
 def open_handoffs() -> int:
@@ -215,4 +225,4 @@ def open_handoffs() -> int:
 
 
 _OPEN: dict[tuple[Any, ...], PlanHandoff] = {}
-_FAILED: OrderedDict[tuple[Any, ...], str] = OrderedDict()
+_FAILED: OrderedDict[tuple[Any, ...], BaseException] = OrderedDict()

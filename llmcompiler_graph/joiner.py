@@ -24,7 +24,6 @@ from langchain_core.messages import (
     AIMessageChunk,
     BaseMessage,
     HumanMessage,
-    SystemMessage,
 )
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import RunnableConfig
@@ -36,8 +35,15 @@ from llmcompiler_graph._clock import now
 from llmcompiler_graph._sync import in_sync_run, run_sync
 from llmcompiler_graph.executor import iterate_in_thread
 from llmcompiler_graph.journal import Journal
-from llmcompiler_graph.planner import conversation, render_round, truncate
-from llmcompiler_graph.state import LLMCompilerState, add_usage, usage_of
+from llmcompiler_graph.planner import (
+    Prompt,
+    check_prompt,
+    conversation,
+    render_round,
+    system_message,
+    truncate,
+)
+from llmcompiler_graph.state import LLMCompilerState, TokenEvent, add_usage, usage_of
 
 JOINER_SYSTEM_PROMPT = """\
 You are the final step of a tool-using assistant. A planner split the user's \
@@ -115,7 +121,8 @@ class Joiner:
     Args:
         model: Chat model that judges the observations.
         max_replans: Replans allowed per question.
-        system_prompt: Overrides :data:`JOINER_SYSTEM_PROMPT`.
+        system_prompt: Overrides :data:`JOINER_SYSTEM_PROMPT`, as a template with no
+            fields (``{{``/``}}`` for braces) or a callable (see ``planner.Prompt``).
         max_observation_chars: Observations longer than this are cut.
         grammar: ``"llama.cpp"`` / ``"vllm"`` to constrain the reply's form.
         token_events: Send raw tokens as custom stream events too.
@@ -129,7 +136,7 @@ class Joiner:
         model: LanguageModelLike,
         *,
         max_replans: int = 2,
-        system_prompt: str | None = None,
+        system_prompt: Prompt | None = None,
         max_observation_chars: int | None = 4000,
         grammar: str | None = None,
         token_events: bool = False,
@@ -140,7 +147,8 @@ class Joiner:
         self.steps_per_round = steps_per_round
         self.run_timeout = run_timeout
         self.max_replans = max_replans
-        self.system_prompt = system_prompt or JOINER_SYSTEM_PROMPT
+        self.system_prompt = JOINER_SYSTEM_PROMPT if system_prompt is None else system_prompt
+        check_prompt(self.system_prompt, (), "joiner_prompt")
         self.max_observation_chars = max_observation_chars
         self.grammar = grammar
         self.token_events = token_events
@@ -160,7 +168,7 @@ class Joiner:
         if must_finish:
             parts.append(MUST_FINISH)
         return [
-            SystemMessage(self.system_prompt),
+            system_message(self.system_prompt, state, {}, "joiner_prompt"),
             *conversation(state["messages"]),
             HumanMessage("\n\n".join(parts)),
         ]
@@ -257,7 +265,7 @@ class Joiner:
                             add_usage(usage, usage_of(chunk))
                             text.append(piece)
                             if piece and write is not None:
-                                write({"event": "joiner_token", "text": piece, "round": round_no})
+                                write(TokenEvent(event="joiner_token", text=piece, round=round_no))
                             relay.feed(piece)
             except TimeoutError:
                 if not limit.expired():

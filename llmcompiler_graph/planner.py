@@ -9,7 +9,7 @@ node itself returns the plan as plain records.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any
 
@@ -37,6 +37,7 @@ from llmcompiler_graph.state import (
     LLMCompilerState,
     ResultRecord,
     RoundRecord,
+    TokenEvent,
     add_usage,
     usage_of,
 )
@@ -83,6 +84,58 @@ A new plan is needed because: {reason}
 
 Write the new plan now, numbering from {start}. Do not repeat a task whose \
 result is above: use it as $N."""
+
+
+Prompt = str | SystemMessage | Callable[[LLMCompilerState], str | SystemMessage]
+"""A system prompt: a template (``str`` or ``SystemMessage``) whose ``{fields}`` are
+filled in each round (``{{`` and ``}}`` stand for literal braces), or a callable
+that takes the graph state and returns such a template."""
+
+PLANNER_PROMPT_FIELDS = ("tools", "join_number", "start", "end_marker", "examples")
+
+
+def check_prompt(prompt: Prompt, fields: Sequence[str], option: str) -> None:
+    """Fail at build time, not on the first question, if a template cannot be filled.
+
+    Raises:
+        ValueError: The template names an unknown field or has a stray brace.
+        TypeError: ``prompt`` is neither a template nor a callable.
+    """
+    if isinstance(prompt, (str, SystemMessage)):
+        _fill(
+            prompt.text if isinstance(prompt, SystemMessage) else prompt,
+            dict.fromkeys(fields, ""),
+            option,
+        )
+    elif not callable(prompt):
+        raise TypeError(
+            f"{option} must be a str, a SystemMessage or a callable, not {type(prompt).__name__}"
+        )
+
+
+def system_message(
+    prompt: Prompt, state: LLMCompilerState, fields: Mapping[str, Any], option: str
+) -> SystemMessage:
+    """The system message for this round: ``prompt`` resolved and filled in."""
+    template = prompt if isinstance(prompt, (str, SystemMessage)) else prompt(state)
+    if isinstance(template, SystemMessage):
+        template = template.text
+    if not isinstance(template, str):
+        raise TypeError(
+            f"{option} returned {type(template).__name__}; expected str or SystemMessage"
+        )
+    return SystemMessage(_fill(template, fields, option))
+
+
+def _fill(template: str, fields: Mapping[str, Any], option: str) -> str:
+    try:
+        return template.format(**fields)
+    except (KeyError, IndexError, ValueError) as exc:
+        known = ", ".join("{" + name + "}" for name in fields) or "none"
+        raise ValueError(
+            f"{option} cannot be filled in ({type(exc).__name__}: {exc}). Its fields are "
+            f"{known}; write {{{{ and }}}} for a literal brace"
+        ) from None
 
 
 def format_examples(examples: str | Sequence[str] | None) -> str:
@@ -160,7 +213,9 @@ class Planner:
         model: Chat model that writes plans.
         specs: Tools by name.
         examples: Few-shot example plans.
-        system_prompt: Overrides :data:`PLANNER_SYSTEM_PROMPT` (same fields).
+        system_prompt: Overrides :data:`PLANNER_SYSTEM_PROMPT`: a template with the
+            same fields, as ``str`` or ``SystemMessage``, or a callable taking the
+            state and returning one (see :data:`Prompt`).
         streaming_dispatch: Start tasks while the plan is still streaming.
         policy: How the dispatched tasks are run.
         run_timeout: Seconds the whole run may take; sets ``state["deadline"]``.
@@ -176,7 +231,7 @@ class Planner:
         specs: Mapping[str, ToolSpec],
         *,
         examples: str | Sequence[str] | None = None,
-        system_prompt: str | None = None,
+        system_prompt: Prompt | None = None,
         streaming_dispatch: bool = True,
         policy: SchedulingPolicy | None = None,
         run_timeout: float | None = None,
@@ -187,7 +242,8 @@ class Planner:
         self.model = model
         self.specs = specs
         self.examples = format_examples(examples)
-        self.system_prompt = system_prompt or PLANNER_SYSTEM_PROMPT
+        self.system_prompt = PLANNER_SYSTEM_PROMPT if system_prompt is None else system_prompt
+        check_prompt(self.system_prompt, PLANNER_PROMPT_FIELDS, "planner_prompt")
         self.streaming_dispatch = streaming_dispatch
         self.policy = policy or SchedulingPolicy()
         self.run_timeout = run_timeout
@@ -198,14 +254,15 @@ class Planner:
 
     def messages(self, state: LLMCompilerState, start: int) -> list[BaseMessage]:
         """The planner prompt for the round that starts at index ``start``."""
-        system = self.system_prompt.format(
-            tools=self._tool_text,
-            join_number=len(self.specs) + 1,
-            start=start,
-            end_marker=END_OF_PLAN,
-            examples=self.examples,
-        )
-        messages: list[BaseMessage] = [SystemMessage(system), *conversation(state["messages"])]
+        fields = {
+            "tools": self._tool_text,
+            "join_number": len(self.specs) + 1,
+            "start": start,
+            "end_marker": END_OF_PLAN,
+            "examples": self.examples,
+        }
+        system = system_message(self.system_prompt, state, fields, "planner_prompt")
+        messages: list[BaseMessage] = [system, *conversation(state["messages"])]
         if state.get("phase") == "replan":
             rounds = state.get("rounds") or []
             results = {r["idx"]: r for r in state.get("results") or []}
@@ -287,7 +344,7 @@ class Planner:
                             continue
                         text.append(piece)
                         if piece and write is not None:
-                            write({"event": "planner_token", "text": piece, "round": round_no})
+                            write(TokenEvent(event="planner_token", text=piece, round=round_no))
                         for task in parser.feed(piece):
                             tasks.append(task)
                             if handoff is not None:

@@ -25,7 +25,7 @@ from langgraph.types import interrupt
 from llmcompiler_graph._clock import now
 from llmcompiler_graph._sync import run_sync
 from llmcompiler_graph.executor import ToolSpec
-from llmcompiler_graph.handoff import PlanHandoff, PlannerFailed, failed_before_join, partner_writes
+from llmcompiler_graph.handoff import PlanHandoff, failed_before_join, partner_writes
 from llmcompiler_graph.journal import Journal, superstep_of
 from llmcompiler_graph.plan import Task
 from llmcompiler_graph.state import ResultRecord
@@ -93,7 +93,7 @@ class Scheduler:
                 if step is None:
                     raise RuntimeError("the scheduler node runs only inside a LangGraph run")
                 if (error := failed_before_join(step)) is not None:
-                    raise PlannerFailed(error)
+                    raise error
                 handoff = PlanHandoff.open(step, "scheduler")
         # With the same plan, journaled results stand for their tasks; with a plan
         # written again, they serve identical calls only.

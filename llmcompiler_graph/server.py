@@ -52,23 +52,12 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 
 from llmcompiler_graph.graph import create_llm_compiler
-from llmcompiler_graph.testing.scripted import ScriptedChatModel, finish
 from llmcompiler_graph.tools.offline import OfflineKnowledgeBase, offline_tools
 
-__all__ = ["DemoChatModel", "build_graph", "demo_joiner_reply", "demo_plan", "make_graph"]
+__all__ = ["build_graph", "demo_joiner_reply", "demo_plan", "make_graph"]
 
 # Words that ask for a size comparison when no attribute is named outright.
 _SIZE_WORDS = ("bigger", "larger", "smaller", "more people", "populous", "population")
-
-
-class DemoChatModel(ScriptedChatModel):
-    """A scripted model that keeps no history of its calls.
-
-    A server runs forever and many runs share one graph, so the call log that
-    :class:`ScriptedChatModel` keeps for tests would only grow.
-    """
-
-    keep_log: bool = False
 
 
 def _question(messages: list[BaseMessage]) -> str:
@@ -156,7 +145,7 @@ def demo_joiner_reply(messages: list[BaseMessage]) -> str:
             parts.extend(str(v.get("content", v)) if isinstance(v, dict) else str(v) for v in value)
         else:
             parts.append(str(value))
-    return finish(" ".join(parts) or "I found nothing.")
+    return f"Thought: I have what I need.\nAction: Finish({' '.join(parts) or 'I found nothing.'})"
 
 
 def _float_env(env: Mapping[str, str], name: str, default: float) -> float:
@@ -170,11 +159,17 @@ def _float_env(env: Mapping[str, str], name: str, default: float) -> float:
 def _models(env: Mapping[str, str]) -> tuple[BaseChatModel, BaseChatModel]:
     """Planner and joiner models from the environment."""
     if env.get("LLMCOMPILER_FAKE", "").strip().lower() in ("1", "true", "yes"):
+        # Only the demo mode needs the scripted model; a served real model never loads it.
+        from llmcompiler_graph.testing.scripted import ScriptedChatModel
+
         delay = _float_env(env, "LLMCOMPILER_FAKE_CHUNK_DELAY", 0.05)
-        planner = DemoChatModel(
-            replies=[lambda messages: demo_plan(_question(messages))], chunk_delay=delay
+        # keep_log=False: a server runs forever, and a call log would only grow.
+        planner = ScriptedChatModel(
+            replies=[lambda messages: demo_plan(_question(messages))],
+            chunk_delay=delay,
+            keep_log=False,
         )
-        joiner = DemoChatModel(replies=[demo_joiner_reply], chunk_delay=delay)
+        joiner = ScriptedChatModel(replies=[demo_joiner_reply], chunk_delay=delay, keep_log=False)
         return planner, joiner
     name = env.get("LLMCOMPILER_MODEL", "").strip()
     if not name:

@@ -74,6 +74,55 @@ class RoundRecord(TypedDict, total=False):
     forced_finish: bool
 
 
+class TaskStartedEvent(TypedDict):
+    """Custom stream event: a task started (``args`` are its resolved inputs,
+    ``None`` when it failed before it could start)."""
+
+    event: Literal["task_started"]
+    idx: int
+    tool: str
+    args: dict[str, Any] | None
+    round: int
+    time: float
+
+
+class TaskFinishedEvent(TypedDict):
+    """Custom stream event: a task ended; ``memo_of`` names the earlier task whose
+    result an identical call reused."""
+
+    event: Literal["task_finished"]
+    idx: int
+    tool: str
+    ok: bool
+    error: str | None
+    duration: float
+    round: int
+    time: float
+    memo_of: NotRequired[int]
+
+
+class TaskAwaitingApprovalEvent(TypedDict):
+    """Custom stream event: a task waits for a reviewer (``requires_approval``)."""
+
+    event: Literal["task_awaiting_approval"]
+    idx: int
+    tool: str
+    round: int
+    time: float
+
+
+class TokenEvent(TypedDict):
+    """Custom stream event with ``token_events=True``: raw planner or joiner text."""
+
+    event: Literal["planner_token", "joiner_token"]
+    text: str
+    round: int
+
+
+LLMCompilerEvent = TaskStartedEvent | TaskFinishedEvent | TaskAwaitingApprovalEvent | TokenEvent
+"""Any custom stream event the graph sends; switch on ``event["event"]``."""
+
+
 class LLMCompilerState(MessagesState):
     """State of the LLMCompiler graph.
 
