@@ -58,7 +58,7 @@ async def test_prompts_as_str_system_message_or_callable_and_alike_for_both() ->
     assert out["messages"][-1].content == "ok" and seen == [1]
     planner_system, joiner_system = model.calls[0][0], model.calls[1][0]
     assert (
-        planner_system.content.startswith("Plan with echo(")
+        planner_system.content.startswith("Plan with 1. echo(text: str)")
         and '{"a": 1}' in planner_system.content
     )
     assert joiner_system.content == "Judge {briefly}."
