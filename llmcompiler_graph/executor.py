@@ -31,9 +31,14 @@ from uuid import UUID
 
 from langchain_core.callbacks import AsyncCallbackManager, BaseCallbackHandler
 from langchain_core.callbacks.base import AsyncCallbackHandler
+from langchain_core.messages import ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import var_child_runnable_config
-from langchain_core.tools import BaseTool, StructuredTool
+from langchain_core.tools import BaseTool, InjectedToolCallId, StructuredTool
+from langgraph.config import get_store
+from langgraph.prebuilt import InjectedState, InjectedStore, ToolRuntime
+from langgraph.runtime import get_runtime
+from langgraph.types import Command
 from pydantic import BaseModel
 
 from llmcompiler_graph._sync import in_sync_run
@@ -161,6 +166,7 @@ class ToolSpec:
         "expected_latency",
         "field_names",
         "has_sync",
+        "injected",
         "is_async",
         "memoize",
         "requires_approval",
@@ -191,9 +197,14 @@ class ToolSpec:
         self.schema: type[BaseModel] | None = (
             schema if isinstance(schema, type) and issubclass(schema, BaseModel) else None
         )
-        self.field_names: list[str] = (
-            list(self.schema.model_fields) if self.schema else list(tool.args)
-        )
+        # Arguments LangGraph fills in rather than the model (state, store,
+        # tool-call id, runtime), as ToolNode does; the planner never sees them.
+        self.injected: dict[str, str] = _injected_args(tool, self.schema)
+        self.field_names: list[str] = [
+            name
+            for name in (self.schema.model_fields if self.schema else tool.args)
+            if name not in self.injected
+        ]
         self.defaults: frozenset[str] = frozenset(
             name
             for name, info in (self.schema.model_fields.items() if self.schema else ())
@@ -214,7 +225,7 @@ class ToolSpec:
             return False
         if tool.callbacks is not None or tool.response_format != "content":
             return False
-        if tool._injected_args_keys:
+        if self.injected:
             return False
         for fn in (tool.func, tool.coroutine):
             if fn is None:
@@ -274,21 +285,130 @@ class ToolSpec:
         tool: StructuredTool = self.tool  # type: ignore[assignment]
         var_child_runnable_config.set(config)
         if self._runs_async():
-            return await tool.coroutine(**kwargs)  # type: ignore[misc]
-        return await run_in_thread(functools.partial(tool.func, **kwargs))  # type: ignore[arg-type]
+            result = await tool.coroutine(**kwargs)  # type: ignore[misc]
+        else:
+            result = await run_in_thread(functools.partial(tool.func, **kwargs))  # type: ignore[arg-type]
+        return self._unwrap(result)
 
     async def call_langchain(
-        self, tool_input: dict[str, Any], config: RunnableConfig, run_id: UUID
+        self,
+        tool_input: dict[str, Any],
+        config: RunnableConfig,
+        run_id: UUID,
+        state: Mapping[str, Any] | None = None,
     ) -> Any:
-        """The LangChain path: full tool interface, callbacks and tracing."""
+        """The LangChain path: full tool interface, callbacks and tracing.
+
+        A tool with injected arguments is called the way ``ToolNode`` calls it,
+        with a tool call whose id is ``llmcompiler-<run_id>``; ``state`` is the
+        graph state as the scheduler node read it.
+        """
         task_config: RunnableConfig = {**config, "run_id": run_id, "run_name": self.tool.name}
+        call_input: Any = tool_input
+        if self.injected:
+            call_input = self._tool_call(tool_input, config, f"llmcompiler-{run_id}", state or {})
         if self._runs_async():
-            return await self.tool.ainvoke(tool_input, task_config)
-        return await run_in_thread(functools.partial(self.tool.invoke, tool_input, task_config))
+            result = await self.tool.ainvoke(call_input, task_config)
+        else:
+            result = await run_in_thread(
+                functools.partial(self.tool.invoke, call_input, task_config)
+            )
+        return self._unwrap(result)
+
+    def _tool_call(
+        self,
+        tool_input: dict[str, Any],
+        config: RunnableConfig,
+        call_id: str,
+        state: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        args = dict(tool_input)
+        for name, kind in self.injected.items():
+            if kind == "state":
+                args[name] = dict(state)
+            elif kind.startswith("state:"):
+                args[name] = state.get(kind.removeprefix("state:"))
+            elif kind == "store":
+                args[name] = _store()
+            elif kind == "runtime":
+                args[name] = _tool_runtime(state, config, call_id)
+            # "tool_call_id": LangChain fills it in from the tool call's id.
+        return {"type": "tool_call", "name": self.tool.name, "args": args, "id": call_id}
+
+    def _unwrap(self, result: Any) -> Any:
+        if isinstance(result, Command):
+            raise TypeError(
+                f"{self.tool.name} returned a Command: LLMCompiler tools return values for "
+                "later tasks and the joiner, and cannot update the graph state"
+            )
+        if self.injected and isinstance(result, ToolMessage):  # called with a tool call
+            if result.status == "error":
+                raise RuntimeError(result.text)
+            return result.content
+        return result
 
     def _runs_async(self) -> bool:
         # A tool with both implementations runs its sync one in sync runs (see _sync).
         return self.is_async and not (self.has_sync and in_sync_run())
+
+
+def _injected_args(tool: BaseTool, schema: type[BaseModel] | None) -> dict[str, str]:
+    """The tool's injected arguments by name: ``state``, ``state:<key>``,
+    ``store``, ``tool_call_id`` or ``runtime``.
+
+    Raises:
+        ValueError: An argument is hidden from the model by an injection this
+            package cannot fill.
+    """
+    found: dict[str, str] = {}
+    for name, info in schema.model_fields.items() if schema else ():
+        annotation = info.annotation
+        origin = getattr(annotation, "__origin__", None) or annotation
+        if isinstance(origin, type) and issubclass(origin, ToolRuntime):
+            found[name] = "runtime"
+            continue
+        for marker in info.metadata:
+            kind = marker if isinstance(marker, type) else type(marker)
+            if issubclass(kind, InjectedState):
+                field = getattr(marker, "field", None) if not isinstance(marker, type) else None
+                found[name] = f"state:{field}" if field else "state"
+            elif issubclass(kind, InjectedStore):
+                found[name] = "store"
+            elif issubclass(kind, InjectedToolCallId):
+                found[name] = "tool_call_id"
+    visible = tool.tool_call_schema
+    if schema is not None and isinstance(visible, type) and issubclass(visible, BaseModel):
+        unknown = set(schema.model_fields) - set(visible.model_fields) - set(found)
+        if unknown:
+            raise ValueError(
+                f"tool {tool.name!r}: argument(s) {sorted(unknown)} are injected in a way "
+                "LLMCompiler cannot fill; it fills InjectedState, InjectedStore, "
+                "InjectedToolCallId and ToolRuntime"
+            )
+    return found
+
+
+def _store() -> Any:
+    try:
+        return get_store()
+    except RuntimeError:  # outside a graph run
+        return None
+
+
+def _tool_runtime(state: Mapping[str, Any], config: RunnableConfig, call_id: str) -> ToolRuntime:
+    try:
+        runtime = get_runtime()
+        context, store, writer = runtime.context, runtime.store, runtime.stream_writer
+    except RuntimeError:  # outside a graph run
+        context, store, writer = None, None, (lambda _chunk: None)
+    return ToolRuntime(
+        state=dict(state),
+        context=context,
+        config=config,
+        stream_writer=writer,
+        tool_call_id=call_id,
+        store=store,
+    )
 
 
 def _has_native_async(tool: BaseTool) -> bool:

@@ -107,6 +107,7 @@ class Scheduler:
             round_no=round_no,
             emit=_writer(),
             journal=journal,
+            state=state,
         )
         try:
             # Replay earlier approval interrupts first, in order, so that each

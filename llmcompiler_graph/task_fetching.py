@@ -83,6 +83,8 @@ class TaskFetchingUnit:
             plan was written again: an identical call takes its result instead
             of running again, whatever the memoization settings (re-running a
             call that already happened is what durability must prevent).
+        state: The graph state as the scheduler node read it, for tools that
+            take it injected (``InjectedState``, ``ToolRuntime``).
 
     Example:
         >>> async def run(unit, tasks):  # doctest: +SKIP
@@ -103,6 +105,7 @@ class TaskFetchingUnit:
         direct_calls: bool | None = None,
         journal: Journal | None = None,
         reuse: Iterable[ResultRecord] = (),
+        state: Mapping[str, Any] | None = None,
         executor: ToolExecutor | None = None,
         max_concurrency: int | None = None,
     ) -> None:
@@ -123,6 +126,7 @@ class TaskFetchingUnit:
         self.loop = asyncio.get_running_loop()
         self.direct = (not callbacks_watch_tools(config)) if direct_calls is None else direct_calls
         self.journal = journal
+        self.state: Mapping[str, Any] = state or {}
         saver = checkpointer_of(config)
         self._serde = getattr(saver, "serde", None)
         self.tasks: dict[int, _Pending] = {}
@@ -400,7 +404,7 @@ class TaskFetchingUnit:
             elif self.direct and spec.direct:
                 call = spec.call_direct(tool_input, self.config)
             else:
-                call = spec.call_langchain(tool_input, self.config, uuid.uuid4())
+                call = spec.call_langchain(tool_input, self.config, uuid.uuid4(), self.state)
             if spec.timeout is not None:
                 async with asyncio.timeout(spec.timeout):
                     value = await call
