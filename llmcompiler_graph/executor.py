@@ -287,7 +287,7 @@ class ToolSpec:
         if self._runs_async():
             result = await tool.coroutine(**kwargs)  # type: ignore[misc]
         else:
-            result = await run_in_thread(functools.partial(tool.func, **kwargs))  # type: ignore[arg-type]
+            result = await run_in_thread(functools.partial(tool.func, **kwargs))  # type: ignore[arg-type,misc]
         return self._unwrap(result)
 
     async def call_langchain(

@@ -18,6 +18,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelLike
 from langchain_core.messages import (
     AIMessage,
@@ -199,7 +200,7 @@ class Joiner:
         # The round's checkpoint has been written by now: its journal is not needed.
         await Journal.delete_for_run(config)
         decision = parse_joiner_reply(text)
-        rounds = list(state.get("rounds") or [])
+        rounds: list[dict[str, Any]] = [dict(r) for r in state.get("rounds") or []]
         record: dict[str, Any] = {
             "joiner_start": joiner_start,
             "joiner_end": now(),
@@ -210,7 +211,8 @@ class Joiner:
         }
         if decision.action == "replan" and not must_finish:
             record["reason"] = decision.content
-            rounds[-1] = {**rounds[-1], **record} if rounds else record  # type: ignore[assignment]
+            if rounds:
+                rounds[-1] = {**rounds[-1], **record}
             return {"rounds": rounds, "replans": replans + 1, "phase": "replan"}
         forced = decision.action == "replan"
         answer = decision.content or decision.thought or text.strip()
@@ -218,7 +220,7 @@ class Joiner:
             record.update(reason=decision.content, forced_finish=True)
         record["answer"] = answer
         if rounds:
-            rounds[-1] = {**rounds[-1], **record}  # type: ignore[typeddict-item]
+            rounds[-1] = {**rounds[-1], **record}
         return {
             # The id the streamed answer carried, so a chat UI's message becomes this one.
             "messages": [AIMessage(answer, id=answer_id)],
@@ -318,12 +320,11 @@ class _AnswerRelay(BaseChatModel):
         self,
         messages: list[BaseMessage],
         stop: list[str] | None = None,
-        run_manager: Any = None,
-        *,
-        pieces: asyncio.Queue[str | None],
-        message_id: str,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
+        pieces: asyncio.Queue[str | None] = kwargs["pieces"]
+        message_id: str = kwargs["message_id"]
         while (piece := await pieces.get()) is not None:
             yield ChatGenerationChunk(message=AIMessageChunk(content=piece, id=message_id))
         # Our own closing chunk, so that none is added under another id.

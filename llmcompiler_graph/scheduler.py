@@ -28,7 +28,7 @@ from llmcompiler_graph.executor import ToolSpec
 from llmcompiler_graph.handoff import PlanHandoff, failed_before_join, partner_writes
 from llmcompiler_graph.journal import Journal, superstep_of
 from llmcompiler_graph.plan import Task
-from llmcompiler_graph.state import ResultRecord
+from llmcompiler_graph.state import LLMCompilerState, ResultRecord
 from llmcompiler_graph.task_fetching import (
     APPROVAL_REQUEST,
     Emit,
@@ -63,7 +63,7 @@ class Scheduler:
         self.streaming_dispatch = streaming_dispatch
         self.run_timeout = run_timeout
 
-    async def anode(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
+    async def anode(self, state: LLMCompilerState, config: RunnableConfig) -> dict[str, Any]:
         replanning = state.get("phase") == "replan"
         earlier = list(state.get("results") or []) if replanning else []
         rounds = list(state.get("rounds") or [])
@@ -168,7 +168,7 @@ class Scheduler:
     def _deadline(self) -> float | None:
         return now() + self.run_timeout if self.run_timeout else None
 
-    def node(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
+    def node(self, state: LLMCompilerState, config: RunnableConfig) -> dict[str, Any]:
         return run_sync(self.anode(state, config))
 
 
@@ -177,7 +177,7 @@ def _remaining(deadline: float | None) -> float | None:
 
 
 def _tasks_of(records: Iterable[Mapping[str, Any]] | None, round_no: int) -> list[Task]:
-    return [Task.from_record(t) for t in records or () if t["round"] == round_no]
+    return [Task.from_record(dict(t)) for t in records or () if t["round"] == round_no]
 
 
 def _plan_text(tasks: Iterable[Task]) -> str:

@@ -373,10 +373,10 @@ class TaskFetchingUnit:
                 tool_input = self._resolve_input(task, spec)
             input_key = _input_key(task.tool, tool_input)
             if input_key is not None and input_key in self._reuse:
-                earlier = self._reuse[input_key]
+                journaled = self._reuse[input_key]
                 self._finish(
-                    task, ok=True, value=earlier["value"], error=None,
-                    start=start, input_key=input_key, memo_of=earlier["idx"],
+                    task, ok=True, value=journaled["value"], error=None,
+                    start=start, input_key=input_key, memo_of=journaled["idx"],
                 )  # fmt: skip
                 return
             if input_key is not None and self.policy.memoize and spec.memoize:

@@ -140,7 +140,7 @@ class SimChatModel(BaseChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    profile: ModelProfile
+    profile: ModelProfile  # type: ignore[assignment]  # the latency profile, not LangChain's
     book: ScriptBook = Field(default_factory=ScriptBook)
     role: Role = "auto"
     time_scale: float = 1.0

@@ -108,7 +108,7 @@ class TimelineRecorder(BaseCallbackHandler):
         """Open an LLM span (completion-style models)."""
         self._begin(run_id, "llm", "llm")
 
-    def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
+    def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """Mark the first token."""
         span = self._open.get(run_id)
         if span is not None and span.first_token is None:

@@ -189,6 +189,7 @@ class TavilyStub:
         if self._server is None:
             raise RuntimeError("TavilyStub is not running")
         host, port = self._server.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else host
         return f"http://{host}:{port}"
 
     # ----------------------------------------------------------------- control
