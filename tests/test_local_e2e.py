@@ -39,10 +39,13 @@ async def test_full_graph_on_the_local_model(local_server: LocalServer) -> None:
     llm = local_server.chat_model(temperature=0, max_tokens=256)
     tools = offline_tools()
     examples = load_agent_config().examples_for("offline")
-    graph = create_llm_compiler(llm, tools, examples=examples, max_replans=1).compile()
+    graph = create_llm_compiler(
+        llm, tools, examples=examples, max_replans=1, token_events=True
+    ).compile()
 
     planner_tokens: list[str] = []
     joiner_tokens: list[str] = []
+    answer_chunks: list[AIMessageChunk] = []
     events: list[dict[str, Any]] = []
     final: dict[str, Any] = {}
     started = time.perf_counter()
@@ -51,10 +54,13 @@ async def test_full_graph_on_the_local_model(local_server: LocalServer) -> None:
         stream_mode=["messages", "custom", "updates", "values"],
     ):
         if mode == "messages":
-            message, meta = chunk
-            if isinstance(message, AIMessageChunk) and message.text:
-                node = meta.get("langgraph_node")
-                (planner_tokens if node == "planner" else joiner_tokens).append(message.text)
+            message, _meta = chunk
+            if isinstance(message, AIMessageChunk):
+                answer_chunks.append(message)
+        elif mode == "custom" and chunk.get("event") == "planner_token":
+            planner_tokens.append(chunk["text"])
+        elif mode == "custom" and chunk.get("event") == "joiner_token":
+            joiner_tokens.append(chunk["text"])
         elif mode == "custom":
             events.append(chunk)
         elif mode == "values":
@@ -85,6 +91,9 @@ async def test_full_graph_on_the_local_model(local_server: LocalServer) -> None:
     assert len(planner_tokens) > 5
     assert "".join(planner_tokens).startswith(first["plan"].split("\n")[0])
     assert joiner_tokens
+    # The messages stream carried the answer alone, under the id state keeps
+    # (nothing when the reply had no Finish(...) to stream).
+    assert {m.id for m in answer_chunks} <= {answer.id}
     # Token usage came back from the server for both calls.
     assert first["planner_usage"]["output_tokens"] > 0
     assert first["planner_usage"]["input_tokens"] > 0
@@ -139,7 +148,7 @@ def test_bench_real_mode_on_the_local_model(local_server: LocalServer, tmp_path:
             *("--base-url", local_server.base_url, "--model", local_server.model_id),
             *("--suites", "parallelqa", "--reps", "1", "--systems", "llmc_stream,react_seq"),
             *("--search", "offline", "--grammar", "llama.cpp", "--max-tokens", "256"),
-            *("--timeout", "300", "--out", str(out)),
+            *("--timeout", "300", "--no-scale", "--out", str(out)),
         ]
     )
     assert code == 0
