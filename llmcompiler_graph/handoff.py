@@ -20,21 +20,25 @@ without a checkpointer. It is unique to one superstep of one run, and the same
 again when that superstep is resumed, which is what the per-task journal keys
 on too (:func:`llmcompiler_graph.journal.superstep_of`).
 
-**Lifecycle of an entry** (``_OPEN``, this module's only global):
+**Lifecycle of an entry** (``_OPEN``, this module's only state):
 
-1. Whichever node starts first opens the entry; the other joins it.
-2. The planner puts tasks and then closes the plan, or fails.
-3. A planner that closed its plan waits until the scheduler has joined before it
-   returns, so an entry never outlives both readers. (The wait is short: both
-   nodes start together; if the run is cancelled meanwhile, so is the wait.)
-4. Each node leaves in a ``finally``; the last to leave removes the entry.
-
-A planner that fails before its scheduler joined leaves a marker so that a
-scheduler starting late (LangGraph's sync runner may start it after the failure)
-ends at once instead of waiting for a plan that will never come. The marker
-holds no tasks and no tools, is removed when that scheduler arrives, and at most
-``MAX_FAILED_MARKERS`` are kept (LangGraph may cancel that scheduler before it
-ever starts).
+1. Each node joins the entry first thing, before it awaits anything, so that
+   whatever fails afterwards reaches the other through it. The first to come
+   opens it.
+2. The planner puts tasks, then closes the plan or fails; it never waits for
+   the scheduler (LangGraph may run the two one after the other, e.g. under
+   ``max_concurrency=1``). The scheduler reads until the plan is closed.
+3. Each node leaves in a ``finally``. The entry is removed when the scheduler
+   leaves. An entry the planner left before any scheduler came stays *parked*
+   for the scheduler that is on its way (LangGraph's sync runner can start it
+   late); since LangGraph may instead cancel that scheduler before it starts,
+   at most ``MAX_PARKED`` parked entries are kept, oldest dropped first. They
+   hold plain task records and no tools.
+4. A planner that joins an entry whose earlier planner is gone (a resumed or
+   retried superstep) starts the plan afresh in it. A scheduler that finds the
+   planner failed waits ``TAKEOVER_GRACE_S`` for such a planner before it fails
+   with the planner's error: a resume's scheduler must not fail on the error
+   of the attempt before.
 
 **Resumed superstep.** When a run is resumed, LangGraph re-runs only the nodes
 of the superstep whose writes it has not saved. A node whose partner finished in
@@ -56,15 +60,19 @@ from llmcompiler_graph.journal import call_saver, checkpointer_of, superstep_of
 from llmcompiler_graph.plan import Task
 
 Role = Literal["planner", "scheduler"]
-MAX_FAILED_MARKERS = 64
+# Parked entries kept at most (see the module docstring, step 3).
+MAX_PARKED = 64
+# Seconds a scheduler that finds its planner failed waits for a planner of a
+# later attempt to take over (step 4).
+TAKEOVER_GRACE_S = 2.0
 
 
 async def partner_writes(config: RunnableConfig, channel: str) -> Any | None:
     """The value the partner node wrote to ``channel`` in an earlier attempt of
     this superstep, if LangGraph saved it; ``None`` otherwise.
 
-    The planner writes ``tasks`` and the scheduler ``results``; nothing else in
-    the superstep writes either key.
+    The planner writes ``tasks`` and ``deadline``, the scheduler ``results``;
+    nothing else in the superstep writes those keys.
     """
     saver = checkpointer_of(config)
     step = superstep_of(config)
@@ -98,12 +106,11 @@ class PlanHandoff:
 
     Example:
         ```python
-        handoff = PlanHandoff.open(key, "planner")
+        handoff = PlanHandoff.open(superstep_of(config), "planner")
         try:
             for task in parsed_tasks:
                 handoff.put(task)
             handoff.close()
-            await handoff.wait_for_reader()
         except BaseException as exc:
             handoff.fail(exc)
             raise
@@ -120,40 +127,60 @@ class PlanHandoff:
         self.error: BaseException | None = None
         self.deadline: float | None = None
         self._present: set[Role] = set()
-        self._arrived: set[Role] = set()
+        self._attempt = 0  # bumped when a planner starts the plan afresh
         self._changed = asyncio.Event()
-        self._reader_joined = asyncio.Event()
 
     # ------------------------------------------------------------------ registry
 
     @classmethod
     def open(cls, key: tuple[Any, ...], role: Role) -> PlanHandoff:
-        """Join the handoff of superstep ``key`` as ``role``, opening it if needed."""
-        loop = asyncio.get_running_loop()
+        """Join the handoff of superstep ``key`` as ``role``, opening it if needed.
+
+        Synchronous on purpose: a node calls it before its first ``await``.
+        """
         handoff = _OPEN.get(key)
-        if handoff is None or handoff.loop is not loop or role in handoff._arrived:
+        if handoff is None or handoff.loop is not asyncio.get_running_loop():
             handoff = cls(key)
             _OPEN[key] = handoff
+        _PARKED.pop(key, None)
+        if (
+            role == "planner"
+            and "planner" not in handoff._present
+            and (handoff.closed or handoff.error is not None or handoff.tasks)
+        ):
+            handoff._restart()
         handoff._present.add(role)
-        handoff._arrived.add(role)
-        if role == "scheduler":
-            handoff._reader_joined.set()
         return handoff
 
     def leave(self, role: Role) -> None:
-        """``role`` is done with the handoff; the last to leave removes it."""
+        """``role`` is done with the handoff (see the module docstring, step 3)."""
         self._present.discard(role)
         if role == "planner" and not self.closed and self.error is None:
             self.fail(PlannerFailed("the planner stopped before its plan was complete"))
-        if self._present:
-            return
+        if role == "scheduler":
+            self._forget()
+        elif not self._present and _OPEN.get(self.key) is self:
+            _PARKED[self.key] = None
+            while len(_PARKED) > MAX_PARKED:
+                _OPEN.pop(_PARKED.popitem(last=False)[0], None)
+
+    def abandon(self) -> None:
+        """The planner found its scheduler already finished: nobody will read this."""
+        self._present.discard("planner")
+        if not self._present:
+            self._forget()
+
+    def _forget(self) -> None:
+        _PARKED.pop(self.key, None)
         if _OPEN.get(self.key) is self:
             del _OPEN[self.key]
-        if self.error is not None and "scheduler" not in self._arrived:
-            # A late scheduler must learn that no plan is coming (see module doc).
-            _FAILED[self.key] = self.error
-            while len(_FAILED) > MAX_FAILED_MARKERS:
-                _FAILED.popitem(last=False)
+
+    def _restart(self) -> None:
+        self.tasks = []
+        self.closed = False
+        self.error = None
+        self._attempt += 1
+        self._changed.set()
 
     # ------------------------------------------------------------------ planner side
 
@@ -162,9 +189,8 @@ class PlanHandoff:
         self.tasks.append(task)
         self._changed.set()
 
-    def close(self, deadline: float | None = None) -> None:
-        """The plan is complete; ``deadline`` is the run's (the scheduler honours it)."""
-        self.deadline = deadline
+    def close(self) -> None:
+        """The plan is complete."""
         self.closed = True
         self._changed.set()
 
@@ -175,42 +201,38 @@ class PlanHandoff:
         self.error = exc
         self._changed.set()
 
-    async def wait_for_reader(self) -> None:
-        """Wait until the scheduler has joined (normally it already has)."""
-        await self._reader_joined.wait()
-
     # ------------------------------------------------------------------ scheduler side
 
     async def stream(self) -> AsyncIterator[Task]:
         """The planner's tasks as they arrive, until the plan is closed.
 
         Raises:
-            Exception: the planner's own error, when it failed before closing its
-                plan (so the superstep fails with that error, whichever node
-                LangGraph hears from first); :class:`PlannerFailed` when it was
-                cancelled.
+            Exception: the planner's own error, when it failed before closing
+                its plan and no later attempt took over (so the superstep fails
+                with that error, whichever node LangGraph hears from first);
+                :class:`PlannerFailed` when it was cancelled.
         """
-        seen = 0
+        seen, attempt = 0, self._attempt
         while True:
+            if attempt != self._attempt:  # a later attempt started the plan afresh
+                seen, attempt = 0, self._attempt
             while seen < len(self.tasks):
                 seen += 1
                 yield self.tasks[seen - 1]
             if self.closed:
                 return
-            if self.error is not None:
-                raise _as_raisable(self.error)
             self._changed.clear()
+            if self.error is not None:
+                try:
+                    await asyncio.wait_for(self._changed.wait(), TAKEOVER_GRACE_S)
+                except TimeoutError:
+                    raise _as_raisable(self.error) from None
+                continue
             await self._changed.wait()
 
 
 class PlannerFailed(RuntimeError):
-    """The planner of this superstep failed; its scheduler has nothing to run."""
-
-
-def failed_before_join(key: tuple[Any, ...]) -> Exception | None:
-    """The error of a planner that failed before its scheduler arrived, if any."""
-    error = _FAILED.pop(key, None)
-    return None if error is None else _as_raisable(error)
+    """The planner of this superstep stopped; its scheduler has nothing to run."""
 
 
 def _as_raisable(error: BaseException) -> Exception:
@@ -220,9 +242,9 @@ def _as_raisable(error: BaseException) -> Exception:
 
 
 def open_handoffs() -> int:
-    """How many handoffs and failure markers are held (0 once every run ended)."""
-    return len(_OPEN) + len(_FAILED)
+    """How many handoffs are held, parked ones included (0 once every run ended)."""
+    return len(_OPEN)
 
 
 _OPEN: dict[tuple[Any, ...], PlanHandoff] = {}
-_FAILED: OrderedDict[tuple[Any, ...], BaseException] = OrderedDict()
+_PARKED: OrderedDict[tuple[Any, ...], None] = OrderedDict()

@@ -75,6 +75,7 @@ MUST_FINISH = (
 
 _ACTION = re.compile(r"Action\s*:\s*(Finish|Replan)\s*\(", re.IGNORECASE)
 _ACTION_NO_PAREN = re.compile(r"Action\s*:\s*(Finish|Replan)\b\s*:?\s*(.*)", re.IGNORECASE | re.S)
+_ANY_ACTION = re.compile(r"Action\s*:", re.IGNORECASE)
 _THOUGHT = re.compile(r"Thought\s*:\s*(.*?)(?=\n\s*Action\s*:|\Z)", re.IGNORECASE | re.S)
 
 
@@ -193,7 +194,12 @@ class Joiner:
             or (remaining_steps is not None and remaining_steps <= self.steps_per_round)
         )
         joiner_start = now()
-        answer_id = f"llmcompiler-answer-{uuid.uuid4()}"
+        # One answer message per question: a reply that began to stream an answer
+        # and then replanned hands its id on, so the streamed message is the kept one.
+        answer_id = next(
+            (r["answer_id"] for r in state.get("rounds") or () if r.get("answer_id")),
+            f"llmcompiler-answer-{uuid.uuid4()}",
+        )
         text, usage = await self._reply(
             state, config, must_finish=must_finish, deadline=deadline, answer_id=answer_id
         )
@@ -208,6 +214,7 @@ class Joiner:
             "joiner_reply": text,
             "thought": decision.thought,
             "action": decision.action,
+            "answer_id": answer_id,
         }
         if decision.action == "replan" and not must_finish:
             record["reason"] = decision.content
@@ -350,9 +357,10 @@ class _RelayHandle:
         self._start: int | None = None
         self._sent = 0  # characters of the answer relayed so far
         self._close = -1  # position of the last ")" after the start
+        self._done = False
 
     def feed(self, piece: str) -> None:
-        if not piece:
+        if not piece or self._done:
             return
         offset = len(self._text)
         self._text += piece
@@ -366,7 +374,13 @@ class _RelayHandle:
             offset = self._start
         if self._start < len(self._text) and self._text[self._start].isspace() and not self._sent:
             self._start = len(self._text) - len(self._text[self._start :].lstrip())
-        close = self._text.rfind(")", max(offset, self._start))
+        # A second action ends the answer: the parser takes the last action, so
+        # nothing past this one is relayed (the final message replaces it anyway).
+        limit = len(self._text)
+        later = _ANY_ACTION.search(self._text, max(self._start, offset - 16))
+        if later is not None:
+            limit, self._done = later.start(), True
+        close = self._text.rfind(")", max(offset, self._start), limit)
         if close >= 0:
             self._close = close
         end = self._close if self._close >= self._start else self._start

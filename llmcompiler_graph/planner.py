@@ -308,14 +308,20 @@ class Planner:
         )
         parser = PlanStreamParser(start, known={t["idx"] for t in prior_tasks})
         # With streaming dispatch every task goes to the scheduler node of this
-        # superstep the moment its line is complete (see handoff.py).
-        handoff = await _open_handoff(config) if self.streaming_dispatch else None
+        # superstep the moment its line is complete (see handoff.py). Joined
+        # before any await, so that whatever fails next reaches the scheduler.
+        handoff = _join_handoff(config) if self.streaming_dispatch else None
+        if handoff is not None:
+            handoff.deadline = deadline
         text: list[str] = []
         tasks = []
         usage: dict[str, int] = {}
         max_tasks = self.policy.max_tasks
         drained = 0
         try:
+            if handoff is not None and await partner_writes(config, "results") is not None:
+                handoff.abandon()  # this superstep's scheduler finished in an earlier attempt
+                handoff = None
             model, messages = self._bound_model(start), self.messages(state, start)
             # The plan's tokens stay out of the ``messages`` stream (a chat UI shows
             # the answer alone); they come as ``planner_token`` custom events.
@@ -378,8 +384,7 @@ class Planner:
                 if handoff is not None:
                     handoff.put(task)
             if handoff is not None:
-                handoff.close(deadline)
-                await handoff.wait_for_reader()
+                handoff.close()
         except BaseException as exc:
             if handoff is not None:
                 handoff.fail(exc)
@@ -410,12 +415,10 @@ class Planner:
         return run_sync(self.anode(state, config))
 
 
-async def _open_handoff(config: RunnableConfig) -> PlanHandoff | None:
+def _join_handoff(config: RunnableConfig) -> PlanHandoff:
     step = superstep_of(config)
     if step is None:
         raise RuntimeError("the planner node runs only inside a LangGraph run")
-    if await partner_writes(config, "results") is not None:
-        return None  # this superstep's scheduler finished in an earlier attempt
     return PlanHandoff.open(step, "planner")
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
+from contextlib import aclosing
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -25,7 +26,7 @@ from langgraph.types import interrupt
 from llmcompiler_graph._clock import now
 from llmcompiler_graph._sync import run_sync
 from llmcompiler_graph.executor import ToolSpec
-from llmcompiler_graph.handoff import PlanHandoff, failed_before_join, partner_writes
+from llmcompiler_graph.handoff import PlanHandoff, partner_writes
 from llmcompiler_graph.journal import Journal, superstep_of
 from llmcompiler_graph.plan import Task
 from llmcompiler_graph.state import LLMCompilerState, ResultRecord
@@ -67,34 +68,51 @@ class Scheduler:
         replanning = state.get("phase") == "replan"
         earlier = list(state.get("results") or []) if replanning else []
         rounds = list(state.get("rounds") or [])
+        handoff: PlanHandoff | None = None
         if self.streaming_dispatch:
+            # Joined before any await, so that whatever fails next reaches the planner.
+            step = superstep_of(config)
+            if step is None:
+                raise RuntimeError("the scheduler node runs only inside a LangGraph run")
+            handoff = PlanHandoff.open(step, "scheduler")
             # State is as it was before this superstep: the planner's round is not in it.
             round_no = len(rounds) if replanning else 0
-            deadline = state.get("deadline") if replanning else self._deadline()
         else:
             round_no = rounds[-1]["round"] if rounds else 0
-            deadline = state.get("deadline")
+        try:
+            return await self._run(state, config, handoff, round_no, earlier)
+        finally:
+            if handoff is not None:
+                handoff.leave("scheduler")
+
+    async def _run(
+        self,
+        state: LLMCompilerState,
+        config: RunnableConfig,
+        handoff: PlanHandoff | None,
+        round_no: int,
+        earlier: list[ResultRecord],
+    ) -> dict[str, Any]:
+        replanning = state.get("phase") == "replan"
+        # One deadline per question: the planner's (state holds it from the second
+        # round on, and after the first round's planner has finished).
+        deadline = state.get("deadline") if replanning or handoff is None else None
         journal = Journal.for_run(config)
         journaled: dict[int, ResultRecord] = {}
         approvals: list[dict[str, Any]] = []
         if journal is not None:
             journaled, approvals = await journal.load()
-
-        handoff: PlanHandoff | None = None
         planned: list[Task] = []
-        if not self.streaming_dispatch:
+        if handoff is None:
             planned = _tasks_of(state.get("tasks"), round_no)
-        else:
-            saved = await partner_writes(config, "tasks")
-            if saved is not None:  # the planner finished in an earlier attempt
-                planned = _tasks_of(saved, round_no)
-            else:
-                step = superstep_of(config)
-                if step is None:
-                    raise RuntimeError("the scheduler node runs only inside a LangGraph run")
-                if (error := failed_before_join(step)) is not None:
-                    raise error
-                handoff = PlanHandoff.open(step, "scheduler")
+        elif (saved := await partner_writes(config, "tasks")) is not None:
+            # The planner finished in an earlier attempt: its plan is saved.
+            planned = _tasks_of(saved, round_no)
+            if not replanning:
+                deadline = await partner_writes(config, "deadline")
+            handoff = None
+        elif not replanning:
+            deadline = handoff.deadline or self._deadline()
         # With the same plan, journaled results stand for their tasks; with a plan
         # written again, they serve identical calls only.
         same_plan = handoff is None
@@ -117,8 +135,16 @@ class Scheduler:
             if handoff is None:
                 for task in planned:
                     unit.submit(task)
-            elif not await self._feed(handoff, unit, planned, deadline):
-                unit.abort(DEADLINE_REACHED)
+                if _remaining(deadline) == 0:
+                    # Past the deadline (say, after a long approval pause): nothing
+                    # starts. Submitted tasks are cancelled before they ever run.
+                    unit.abort(DEADLINE_REACHED)
+            else:
+                fed = await self._feed(handoff, unit, planned, deadline)
+                if handoff.deadline is not None and not replanning:
+                    deadline = handoff.deadline
+                if not fed:
+                    unit.abort(DEADLINE_REACHED)
             while True:
                 try:
                     async with asyncio.timeout(_remaining(deadline)):
@@ -142,9 +168,6 @@ class Scheduler:
         except BaseException:
             unit.cancel()
             raise
-        finally:
-            if handoff is not None:
-                handoff.leave("scheduler")
         this_round = {**(journaled if same_plan else {}), **unit.results}
         return {"results": earlier + sorted(this_round.values(), key=lambda r: r["end"])}
 
@@ -155,15 +178,25 @@ class Scheduler:
         planned: list[Task],
         deadline: float | None,
     ) -> bool:
-        """Submit the planner's tasks as they arrive; ``False`` if the deadline passed."""
-        try:
-            async with asyncio.timeout(_remaining(deadline)):
-                async for task in handoff.stream():
-                    planned.append(task)
-                    unit.submit(task)
-        except TimeoutError:
-            return False
-        return True
+        """Submit the planner's tasks as they arrive; ``False`` if the deadline passed.
+
+        The planner says the deadline when it joins; until then the scheduler's
+        own estimate stands.
+        """
+        stream = handoff.stream()
+        async with aclosing(stream):
+            while True:
+                if handoff.deadline is not None:
+                    deadline = handoff.deadline
+                try:
+                    async with asyncio.timeout(_remaining(deadline)):
+                        task = await anext(stream)
+                except StopAsyncIteration:
+                    return True
+                except TimeoutError:
+                    return False
+                planned.append(task)
+                unit.submit(task)
 
     def _deadline(self) -> float | None:
         return now() + self.run_timeout if self.run_timeout else None

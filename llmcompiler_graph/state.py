@@ -71,6 +71,7 @@ class RoundRecord(TypedDict, total=False):
     action: Literal["finish", "replan"]
     reason: str
     answer: str
+    answer_id: str
     forced_finish: bool
 
 
