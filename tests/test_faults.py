@@ -255,7 +255,8 @@ async def test_runaway_planner_is_cut_and_does_not_flood_the_joiner() -> None:
     out = await create_llm_compiler(model, [fetch]).compile().ainvoke(question())
     assert model.pulls[0] < 100  # the other ~1,900 lines were never read
     notes = out["rounds"][0]["notes"]
-    assert len(notes) == MAX_UNUSABLE_LINES + 2
+    # 51 stray lines and the stop note (the parser's; the planner may still add its own).
+    assert MAX_UNUSABLE_LINES + 2 <= len(notes) <= MAX_UNUSABLE_LINES + 3
     assert "stopped reading" in notes[-1]["reason"]
     assert results_of(out)[1]["ok"]
     joiner_prompt = model.calls[1][-1].content
@@ -301,10 +302,13 @@ async def test_huge_stray_line_and_call_text_are_truncated_for_llms() -> None:
     model = ScriptedChatModel(replies=[plan, finish("x")])
     graph = create_llm_compiler(model, [fetch], max_observation_chars=200).compile()
     out = await graph.ainvoke(question())
-    assert len(out["rounds"][0]["notes"][0]["text"]) == 50_000  # state keeps it all
+    # State keeps a line up to the parser's bound (20,000 characters); the rest is
+    # discarded as it streams in. The overlong task line is an error task.
+    assert len(out["rounds"][0]["notes"][0]["text"]) == 20_000
+    assert "line longer than 20,000 characters" in results_of(out)[1]["error"]
     prompt = model.calls[1][-1].content
     assert len(prompt) < 2_000
-    assert prompt.count("[truncated") >= 3  # the note, the call and its observation
+    assert prompt.count("[truncated") >= 2  # the note and the call
 
 
 # ------------------------------------------------------------------ memoization
