@@ -39,6 +39,7 @@ class StreamModel(BaseChatModel):
         if system.startswith("You are the planner"):
             self._planner_calls += 1
             yield from self.plan()
+            yield ""  # as real APIs do (a last chunk with the usage); no chunks at all raises
         else:
             yield self.answer
 
