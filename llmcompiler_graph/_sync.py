@@ -20,7 +20,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -35,41 +35,91 @@ def in_sync_run() -> bool:
     return _sync_run.get()
 
 
+# Set per sync run: stops the run so that ``invoke`` raises the given exception.
+_interrupt: contextvars.ContextVar[Callable[[BaseException], None] | None] = contextvars.ContextVar(
+    "llmcompiler_graph_interrupt", default=None
+)
+
+
+def interrupt_run(exc: BaseException) -> bool:
+    """Stop the current sync run and make its ``invoke`` raise ``exc``.
+
+    For a tool's ``KeyboardInterrupt`` or ``SystemExit``: raising those inside
+    the shared background loop would stop the loop for every run. Call on the
+    loop's thread. Returns ``False`` outside a sync run (the caller raises
+    ``exc`` itself then).
+    """
+    stop = _interrupt.get()
+    if stop is None:
+        return False
+    stop(exc)
+    return True
+
+
 _loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
 _lock = threading.Lock()
+
+
+def _serve(loop: asyncio.AbstractEventLoop) -> None:
+    """Run the loop until it is stopped; an exception escaping one callback
+    (``KeyboardInterrupt`` or ``SystemExit`` raised in a task) must not end it
+    for every later run, so the loop is resumed."""
+    asyncio.set_event_loop(loop)
+    while not loop.is_closed():
+        try:
+            loop.run_forever()
+        except BaseException:  # the task that raised it has it as its result already
+            continue
+        return
 
 
 def background_loop() -> asyncio.AbstractEventLoop:
     """The shared event loop, started on first use in a daemon thread."""
-    global _loop
+    global _loop, _thread
     with _lock:
-        if _loop is None or _loop.is_closed():
+        alive = _thread is not None and _thread.is_alive()
+        if _loop is None or _loop.is_closed() or not alive:
             loop = asyncio.new_event_loop()
             thread = threading.Thread(
-                target=loop.run_forever, name="llmcompiler-graph-loop", daemon=True
+                target=_serve, args=(loop,), name="llmcompiler-graph-loop", daemon=True
             )
             thread.start()
-            _loop = loop
+            _loop, _thread = loop, thread
         return _loop
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` on the background loop in the caller's context and wait.
 
-    If the waiting thread is interrupted, the coroutine is cancelled too.
+    If the waiting thread is interrupted, the coroutine is cancelled too. If a
+    tool raises ``KeyboardInterrupt`` or ``SystemExit`` (see
+    :func:`interrupt_run`), the coroutine is cancelled and that exception is
+    raised here.
     """
     loop = background_loop()
     ctx = contextvars.copy_context()
     ctx.run(_sync_run.set, True)
     result: concurrent.futures.Future[T] = concurrent.futures.Future()
-    holder: dict[str, asyncio.Task[T]] = {}
+    holder: dict[str, Any] = {}
+
+    def stop(exc: BaseException) -> None:
+        holder.setdefault("fatal", exc)
+        if (task := holder.get("task")) is not None:
+            task.cancel()
+
+    ctx.run(_interrupt.set, stop)
 
     def start() -> None:
         task = loop.create_task(coro, context=ctx)
         holder["task"] = task
 
         def done(t: asyncio.Task[T]) -> None:
-            if t.cancelled():
+            if result.done():
+                return
+            if (fatal := holder.get("fatal")) is not None:
+                result.set_exception(fatal)
+            elif t.cancelled():
                 result.cancel()
             elif (exc := t.exception()) is not None:
                 result.set_exception(exc)

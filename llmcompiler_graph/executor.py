@@ -9,10 +9,10 @@ Two paths give the same results, errors and validation:
   and its function is called directly. ``tool.ainvoke`` redoes reflection on
   every call (~0.4 ms here); a 1000-task plan would spend most of its time there.
 
-Sync tools run in a dedicated thread pool (the event loop's default pool has
-only ``cpu + 4`` threads, which would serialize wide plans on small machines)
-with the caller's context copied, so ``get_stream_writer()`` and tracing work
-inside them.
+Each sync tool call runs on a thread of its own (a pool would serialize wide
+plans on small machines, and hung tools would starve it), apart from the threads
+of model calls, with the caller's context copied, so ``get_stream_writer()`` and
+tracing work inside them.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import inspect
 import json
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar, runtime_checkable
 from uuid import UUID
 
@@ -45,25 +44,85 @@ from llmcompiler_graph._sync import in_sync_run
 
 T = TypeVar("T")
 
-# Threads are created lazily, so a large cap costs nothing until a wide plan needs it.
-_THREADS_MAX = 256
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
+# Every blocking call gets a thread of its own, started for it. A shared pool
+# (as before) let hung sync tools hold every thread, so that later tools, and
+# the planner and joiner behind them, waited for good. A per-call thread costs
+# tens of microseconds and can never be starved. The threads are daemons, so a
+# hung tool does not keep the interpreter from exiting.
+
+# Per tool call: futures that resolve when a thread it started has returned.
+_thread_watch: contextvars.ContextVar[list[asyncio.Future[None]] | None] = contextvars.ContextVar(
+    "llmcompiler_graph_thread_watch", default=None
+)
 
 
-def _thread_pool() -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
-        with _pool_lock:
-            if _pool is None:
-                _pool = ThreadPoolExecutor(_THREADS_MAX, thread_name_prefix="llmcompiler-tool")
-    return _pool
+def watch_threads() -> list[asyncio.Future[None]]:
+    """Start recording, for the current task, the threads its calls start.
+
+    Each entry resolves when that thread's function has returned, even after
+    the awaiting call was cancelled or timed out (a thread cannot be stopped).
+    """
+    watch: list[asyncio.Future[None]] = []
+    _thread_watch.set(watch)
+    return watch
+
+
+def _spawn(name: str, body: Callable[[], None]) -> None:
+    threading.Thread(target=body, name=name, daemon=True).start()
+
+
+async def _in_thread(func: Callable[[], Any], name: str) -> Any:
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    returned: asyncio.Future[None] = loop.create_future()
+    watch = _thread_watch.get()
+    if watch is not None:
+        watch.append(returned)
+    ctx = contextvars.copy_context()
+
+    def deliver(ok: bool, value: Any) -> None:
+        if not returned.done():
+            returned.set_result(None)
+        if future.done():  # the caller stopped waiting (cancelled, timed out)
+            return
+        if ok:
+            future.set_result(value)
+        elif isinstance(value, StopIteration):  # a future refuses it (it would stop a generator)
+            error = RuntimeError(f"the call raised StopIteration{_message(value)}")
+            error.__cause__ = value
+            future.set_exception(error)
+        else:
+            future.set_exception(value)
+
+    def body() -> None:
+        try:
+            value, ok = ctx.run(func), True
+        except BaseException as exc:  # every way out is handed to the caller
+            value, ok = exc, False
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(deliver, ok, value)
+
+    _spawn(name, body)
+    return await future
+
+
+async def run_tool_in_thread(func: Callable[[], Any]) -> Any:
+    """Run a sync tool call on a thread of its own, with the current context copied.
+
+    Whatever ``func`` raises (``BaseException`` included) is raised here. If the
+    caller stops waiting, the thread runs on until ``func`` returns; see
+    :func:`watch_threads`.
+    """
+    return await _in_thread(func, "llmcompiler-tool")
 
 
 async def run_in_thread(func: Callable[[], Any]) -> Any:
-    """Run ``func`` in the tool thread pool with the current context copied."""
-    ctx = contextvars.copy_context()
-    return await asyncio.get_running_loop().run_in_executor(_thread_pool(), ctx.run, func)
+    """Run a blocking call that is not a tool (a model call, a checkpointer
+    write) on a thread of its own, with the current context copied.
+
+    These threads are apart from the tools', so hung tools cannot delay them.
+    """
+    return await _in_thread(func, "llmcompiler-call")
 
 
 # Items a worker may read ahead of the consumer of iterate_in_thread.
@@ -71,7 +130,7 @@ _AHEAD = 8
 
 
 async def iterate_in_thread(make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
-    """Iterate a sync iterator (e.g. ``model.stream(...)``) in the thread pool.
+    """Iterate a sync iterator (e.g. ``model.stream(...)``) on a thread of its own.
 
     Items are handed to the event loop as they come, at most a few ahead of the
     consumer. When the consumer stops early or is cancelled, the worker stops
@@ -105,7 +164,7 @@ async def iterate_in_thread(make: Callable[[], Iterator[T]]) -> AsyncIterator[T]
             put(True, None)
 
     ctx = contextvars.copy_context()
-    loop.run_in_executor(_thread_pool(), ctx.run, produce)
+    _spawn("llmcompiler-stream", lambda: ctx.run(produce))
     try:
         while True:
             done, item = await queue.get()
@@ -287,7 +346,7 @@ class ToolSpec:
         if self._runs_async():
             result = await tool.coroutine(**kwargs)  # type: ignore[misc]
         else:
-            result = await run_in_thread(functools.partial(tool.func, **kwargs))  # type: ignore[arg-type,misc]
+            result = await run_tool_in_thread(functools.partial(tool.func, **kwargs))  # type: ignore[arg-type,misc]
         return self._unwrap(result)
 
     async def call_langchain(
@@ -310,7 +369,7 @@ class ToolSpec:
         if self._runs_async():
             result = await self.tool.ainvoke(call_input, task_config)
         else:
-            result = await run_in_thread(
+            result = await run_tool_in_thread(
                 functools.partial(self.tool.invoke, call_input, task_config)
             )
         return self._unwrap(result)
@@ -418,18 +477,45 @@ def _has_native_async(tool: BaseTool) -> bool:
 
 
 def to_text(value: Any) -> str:
-    """The text form of a tool result, as a joiner or a string template sees it."""
-    if isinstance(value, str):
-        return value
-    content = getattr(value, "content", None)
-    if isinstance(content, str):
-        return content
-    if isinstance(value, (dict, list, tuple)):
-        try:
-            return json.dumps(value, ensure_ascii=False, default=str)
-        except (TypeError, ValueError):
-            return str(value)
-    return str(value)
+    """The text form of a tool result, as a joiner or a string template sees it.
+
+    Never raises (a KeyboardInterrupt or SystemExit aside): a value that cannot
+    be shown as text (its ``str()`` raises, or it nests too deeply) gives a
+    placeholder; :func:`text_of` says why.
+    """
+    return text_of(value)[0]
+
+
+def text_of(value: Any) -> tuple[str, str | None]:
+    """``(text, problem)``: :func:`to_text`'s result, and why the value could not
+    be shown as text (``None`` when it could)."""
+    try:
+        if isinstance(value, str):
+            return value, None
+        content = getattr(value, "content", None)
+        if isinstance(content, str):
+            return content, None
+        if isinstance(value, (dict, list, tuple)):
+            try:
+                return json.dumps(value, ensure_ascii=False, default=str), None
+            except (TypeError, ValueError):
+                pass
+        return str(value), None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # a result's own __str__ may raise anything
+        kind = type(value).__name__
+        problem = f"{type(exc).__name__}{_message(exc)}"
+        return f"<a {kind} result that cannot be shown as text: {problem}>", problem
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+    except Exception:
+        return ""
+    text = text if len(text) <= 200 else text[:200] + "…"
+    return f": {text}" if text else ""
 
 
 def describe_tools(tools: Mapping[str, ToolSpec]) -> str:

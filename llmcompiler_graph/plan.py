@@ -19,7 +19,6 @@ planner is still writing.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +28,9 @@ JOIN = "join"
 # Guards against hostile text: nesting and sizes are bounded so a parse is linear.
 MAX_NESTING = 64
 MAX_INT_DIGITS = 4000
+# A task index or ``$N`` reference longer than this is not a task number
+# (``int()`` of thousands of digits raises and would be slow anyway).
+MAX_INDEX_DIGITS = 18
 
 _TASK_HEAD = re.compile(r"\s*(?:[-*]\s*)?(?:Action\s*)?(\d+)\s*[.:)]\s*([A-Za-z_][\w.\-]*)\s*\(")
 _LOOKS_LIKE_TASK = re.compile(r"\s*(?:[-*]\s*)?(\d+)\s*[.:)]\s*\S")
@@ -224,8 +226,11 @@ class _ArgParser:
         match = _REF_AT.match(self.text, self.pos)
         if not match:
             raise self.error("'$' must be followed by a task number")
+        digits = match.group(1) or match.group(2)
+        if len(digits) > MAX_INDEX_DIGITS:
+            raise self.error("task number too large")
         self.pos = match.end()
-        idx = int(match.group(1) or match.group(2))
+        idx = int(digits)
         self.refs.add(idx)
         return Ref(idx)
 
@@ -320,7 +325,10 @@ class _ArgParser:
         parts: list[str | Ref] = []
         last = 0
         for match in _REF_IN_TEXT.finditer(value):
-            idx = int(match.group(1) or match.group(2))
+            digits = match.group(1) or match.group(2)
+            if len(digits) > MAX_INDEX_DIGITS:
+                continue  # no task has such a number: plain text
+            idx = int(digits)
             if self.known is not None and idx not in self.known:
                 continue
             if match.start() > last:
@@ -497,9 +505,13 @@ class PlanParser:
 
     def _task(self, line: str) -> Task | None:
         head = _TASK_HEAD.match(line)
+        numbered = head or _LOOKS_LIKE_TASK.match(line)
+        if numbered and len(numbered.group(1)) > MAX_INDEX_DIGITS:
+            self.notes.append(PlanNote(line, "task index too large; line not run"))
+            return None
         if not head:
-            if _LOOKS_LIKE_TASK.match(line):
-                idx = int(_LOOKS_LIKE_TASK.match(line).group(1))  # type: ignore[union-attr]
+            if numbered:
+                idx = int(numbered.group(1))
                 return self._numbered_error(idx, line, "expected 'N. tool_name(arguments)'")
             self.notes.append(PlanNote(line, "not a task line; ignored"))
             return None
@@ -550,59 +562,190 @@ class PlanParser:
 
 
 class PlanStreamParser(PlanParser):
-    """Incremental plan parser fed with streamed text chunks.
+    """Incremental plan parser fed with streamed text chunks, with bounded work.
 
     A task is emitted as soon as its line is complete (a newline or the end
-    marker arrived), so it can start while the planner is still writing.
-    Work per chunk is proportional to the chunk, so huge lines stay linear.
+    marker arrived), so it can start while the planner is still writing. Work
+    per chunk is proportional to the chunk, and memory stays bounded whatever
+    the model writes:
+
+    * a line longer than ``max_line_chars`` keeps only its first
+      ``max_line_chars`` characters (the rest is discarded as it arrives); it
+      becomes an error task if it starts like one, else a note;
+    * after ``max_plan_chars`` characters in all, or once more than
+      ``max_unusable_lines`` lines could not run, the parser stops: it sets
+      :attr:`stopped` to the reason, appends a :class:`PlanNote` saying so,
+      sets :attr:`finished`, and from then on :meth:`feed` returns ``[]``. The
+      caller should stop reading and close the model's stream.
+
+    Unusable lines are notes (stray text, non-increasing indices, overlong
+    lines), tasks past ``max_tasks``, and blank, ``Thought:`` or code-fence
+    lines that no task follows. Such lines count while they pile up and are
+    forgiven when a task follows them, so a plan with a thought (and blank
+    lines) before every task is never cut, however long.
+
+    Args:
+        start_index: The first index this plan may use.
+        known: Indices of tasks from earlier rounds that may be referenced.
+        max_line_chars: Characters kept per line (``None``: no bound).
+        max_plan_chars: Characters read in all (``None``: no bound).
+        max_unusable_lines: Unusable lines tolerated before stopping.
+        max_tasks: Tasks past this many count as unusable (they are still
+            emitted, so the scheduler reports them as not run).
 
     Example:
         >>> parser = PlanStreamParser()
-        >>> list(parser.feed('1. search("a'))
+        >>> parser.feed('1. search("a')
         []
         >>> [t.idx for t in parser.feed('")\\n2. join()<END_OF_PLAN>')]
         [1, 2]
     """
 
-    def __init__(self, start_index: int = 1, known: set[int] | None = None) -> None:
+    def __init__(
+        self,
+        start_index: int = 1,
+        known: set[int] | None = None,
+        *,
+        max_line_chars: int | None = 20_000,
+        max_plan_chars: int | None = 1_000_000,
+        max_unusable_lines: int = 50,
+        max_tasks: int | None = None,
+    ) -> None:
         super().__init__(start_index, known)
+        self.max_line_chars = max_line_chars
+        self.max_plan_chars = max_plan_chars
+        self.max_unusable_lines = max_unusable_lines
+        self.max_tasks = max_tasks
+        self.stopped: str | None = None
+        self.lines = 0  # complete lines seen
+        self.tasks_seen = 0  # non-join tasks emitted
+        self.unusable = 0  # lines that could not run (see the class docstring)
+        self._idle = 0  # blank/thought/fence lines since the last task
+        self._fed = 0
         self._pending: list[str] = []
+        self._pending_len = 0
+        self._dropped = 0  # characters of the current line discarded past the bound
         self._tail = ""
 
-    def feed(self, chunk: str) -> Iterator[Task]:
-        """Add streamed text; yields every task whose line completed."""
+    @property
+    def unusable_lines(self) -> int:
+        """Lines so far that could not run, including those no task followed yet."""
+        return self.unusable + self._idle
+
+    def feed(self, chunk: str) -> list[Task]:
+        """Add streamed text; returns every task whose line completed."""
+        out: list[Task] = []
         if self.finished or not chunk:
-            return
-        while chunk:
-            newline = chunk.find("\n")
-            piece = chunk if newline < 0 else chunk[: newline + 1]
-            chunk = "" if newline < 0 else chunk[newline + 1 :]
+            return out
+        over = False
+        if self.max_plan_chars is not None and self._fed + len(chunk) > self.max_plan_chars:
+            chunk = chunk[: max(0, self.max_plan_chars - self._fed)]
+            over = True
+        self._fed += len(chunk)
+        pos, n = 0, len(chunk)
+        keep = len(END_OF_PLAN) - 1
+        while pos < n and not self.finished:
+            newline = chunk.find("\n", pos)
+            end = n if newline < 0 else newline + 1
+            piece = chunk[pos:end]
+            pos = end
             # Look for the end marker across chunk boundaries without rescanning the line.
             window = self._tail + piece
             marker = window.find(END_OF_PLAN)
-            self._tail = window[-(len(END_OF_PLAN) - 1) :]
-            self._pending.append(piece)
+            self._tail = window[-keep:]
+            self._keep(piece if newline < 0 else piece[:-1])
             if marker >= 0 or newline >= 0:
-                line = "".join(self._pending)
-                self._pending = []
-                self._tail = ""
+                line, dropped = self._take()
                 if marker >= 0 and END_OF_PLAN not in line:
-                    line += END_OF_PLAN  # marker began in an earlier chunk of this line
-                task = self.parse_line(line.rstrip("\n"))
-                if task is not None:
-                    yield task
-                if self.finished:
-                    return
+                    line += END_OF_PLAN  # the marker began in an earlier chunk, or was cut off
+                self._line(line.rstrip("\n"), dropped, out)
+        if over and not self.finished:
+            self._stop(
+                f"(output after {self._fed:,} characters)",
+                f"not read: the plan is longer than {self.max_plan_chars:,} characters, "
+                "so the planner stopped reading",
+            )
+        return out
 
-    def close(self) -> Iterator[Task]:
+    def close(self) -> list[Task]:
         """Flush the last line when the stream ends without a newline."""
+        out: list[Task] = []
         if self._pending and not self.finished:
-            line = "".join(self._pending)
-            self._pending = []
-            task = self.parse_line(line)
-            if task is not None:
-                yield task
+            line, dropped = self._take()
+            self._line(line, dropped, out)
         if self._thought and not self.finished:
             self.notes.append(PlanNote("Thought: " + " ".join(self._thought), "no task followed"))
             self._thought = []
         self.finished = True
+        return out
+
+    # ------------------------------------------------------------------ internals
+
+    def _keep(self, piece: str) -> None:
+        bound = self.max_line_chars
+        if bound is not None and self._pending_len + len(piece) > bound:
+            room = max(0, bound - self._pending_len)
+            self._dropped += len(piece) - room
+            piece = piece[:room]
+        if piece:
+            self._pending.append(piece)
+            self._pending_len += len(piece)
+
+    def _take(self) -> tuple[str, int]:
+        line, dropped = "".join(self._pending), self._dropped
+        self._pending, self._pending_len, self._dropped = [], 0, 0
+        self._tail = ""
+        return line, dropped
+
+    def _line(self, line: str, dropped: int, out: list[Task]) -> None:
+        self.lines += 1
+        notes = len(self.notes)
+        task = self._overlong(line, dropped) if dropped else self.parse_line(line)
+        if task is not None:
+            if not task.is_join:
+                self.tasks_seen += 1
+                if self.max_tasks is not None and self.tasks_seen > self.max_tasks:
+                    self.unusable += self._idle + 1
+            self._idle = 0
+            out.append(task)
+        elif len(self.notes) > notes:
+            self.unusable += len(self.notes) - notes
+        else:
+            self._idle += 1  # blank, Thought: or a code fence; forgiven if a task follows
+        if not self.finished and self.unusable_lines > self.max_unusable_lines:
+            self._stop(
+                f"(output after {self.lines} lines)",
+                f"not read: more than {self.max_unusable_lines} lines of the plan "
+                "could not run, so the planner stopped reading",
+            )
+
+    def _overlong(self, line: str, dropped: int) -> Task | None:
+        """A line cut at ``max_line_chars``: an error task if it starts like one."""
+        if END_OF_PLAN in line:
+            line = line[: line.index(END_OF_PLAN)]
+            self.finished = True
+        reason = (
+            f"line longer than {self.max_line_chars:,} characters ({dropped:,} more were discarded)"
+        )
+        stripped = line.strip()
+        head = _TASK_HEAD.match(stripped) or _LOOKS_LIKE_TASK.match(stripped)
+        digits = head.group(1) if head else ""
+        if not head or len(digits) > MAX_INDEX_DIGITS or int(digits) < self.next_index:
+            self.notes.append(PlanNote(stripped, reason + "; not run"))
+            return None
+        idx = int(digits)
+        tool = head.group(2) if head.re is _TASK_HEAD else "?"
+        source = stripped[head.end() :] if head.re is _TASK_HEAD else stripped
+        thought = " ".join(self._thought) or None
+        self._thought = []
+        self.next_index = idx + 1
+        self.known.add(idx)
+        return Task(idx=idx, tool=tool, source=source, thought=thought,
+                    error=f"could not parse line: {reason}")  # fmt: skip
+
+    def _stop(self, text: str, reason: str) -> None:
+        self.stopped = reason
+        self.notes.append(PlanNote(text, reason))
+        self.finished = True
+        self._pending, self._pending_len, self._dropped = [], 0, 0
+        self._thought = []

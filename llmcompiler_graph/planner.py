@@ -51,6 +51,8 @@ MAX_CHUNKS_AFTER_PLAN = 64
 # Lines that cannot run (stray text, tasks past ``max_tasks``) before the
 # planner stops reading the model's output.
 MAX_UNUSABLE_LINES = 50
+# Chunks read from one planner call at most (empty chunks count too).
+MAX_PLAN_CHUNKS = 100_000
 # Stray lines shown to the LLMs per round; state keeps all of them.
 MAX_NOTES_SHOWN = 20
 
@@ -306,7 +308,12 @@ class Planner:
             if replanning
             else (planner_start + self.run_timeout if self.run_timeout else None)
         )
-        parser = PlanStreamParser(start, known={t["idx"] for t in prior_tasks})
+        parser = PlanStreamParser(
+            start,
+            known={t["idx"] for t in prior_tasks},
+            max_unusable_lines=MAX_UNUSABLE_LINES,
+            max_tasks=self.policy.max_tasks,
+        )
         # With streaming dispatch every task goes to the scheduler node of this
         # superstep the moment its line is complete (see handoff.py). Joined
         # before any await, so that whatever fails next reaches the scheduler.
@@ -316,8 +323,7 @@ class Planner:
         text: list[str] = []
         tasks = []
         usage: dict[str, int] = {}
-        max_tasks = self.policy.max_tasks
-        drained = 0
+        drained = received = 0
         try:
             if handoff is not None and await partner_writes(config, "results") is not None:
                 handoff.abandon()  # this superstep's scheduler finished in an earlier attempt
@@ -339,6 +345,7 @@ class Planner:
                 # generating.
                 async with limit, aclosing(stream):  # type: ignore[type-var]
                     async for chunk in stream:
+                        received += 1
                         piece = chunk.text if isinstance(chunk, BaseMessage) else str(chunk)
                         add_usage(usage, usage_of(chunk))
                         if parser.finished:
@@ -355,20 +362,23 @@ class Planner:
                             tasks.append(task)
                             if handoff is not None:
                                 handoff.put(task)
-                        unusable = len(parser.notes) + (
-                            max(0, len(tasks) - max_tasks) if max_tasks is not None else 0
-                        )
-                        if unusable > MAX_UNUSABLE_LINES:
-                            # A runaway model (repeating a line until its context is full)
-                            # would otherwise hold the run and flood the joiner's prompt.
+                        if parser.stopped is not None:
+                            break  # a runaway model: the parser says why, in a note
+                        if received > MAX_PLAN_CHUNKS:
+                            # Empty chunks forever: no character bound would catch them.
                             parser.notes.append(
                                 PlanNote(
-                                    f"(output after {len(tasks) + len(parser.notes)} lines)",
-                                    f"not read: more than {MAX_UNUSABLE_LINES} lines of the "
-                                    "plan could not run, so the planner stopped reading",
+                                    f"(output after {received} chunks)",
+                                    "not read: the model sent more chunks than any plan needs",
                                 )
                             )
                             break
+            except ValueError as exc:
+                # LangChain's stream raises this when the model sent nothing at all:
+                # an empty plan, which the joiner is told about, not a crash.
+                if received or "No generation chunks" not in str(exc):
+                    raise
+                parser.notes.append(PlanNote("(no output)", "the planner model wrote nothing"))
             except TimeoutError:
                 if not limit.expired():
                     raise

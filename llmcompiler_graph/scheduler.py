@@ -127,6 +127,7 @@ class Scheduler:
             journal=journal,
             state=state,
         )
+        unit.deadline = deadline  # zombie sync threads hold their slots no longer than this
         try:
             # Replay earlier approval interrupts first, in order, so that each
             # interrupt() call gets back the answer given to it.
@@ -142,7 +143,7 @@ class Scheduler:
             else:
                 fed = await self._feed(handoff, unit, planned, deadline)
                 if handoff.deadline is not None and not replanning:
-                    deadline = handoff.deadline
+                    deadline = unit.deadline = handoff.deadline
                 if not fed:
                     unit.abort(DEADLINE_REACHED)
             while True:

@@ -10,8 +10,11 @@ never start early: the unit holds them until :meth:`TaskFetchingUnit.decide`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,13 +23,29 @@ from typing import Any, Literal
 from langchain_core.runnables import RunnableConfig
 
 from llmcompiler_graph._clock import now
-from llmcompiler_graph.executor import ToolExecutor, ToolSpec, callbacks_watch_tools, to_text
+from llmcompiler_graph._sync import in_sync_run, interrupt_run
+from llmcompiler_graph.executor import (
+    ToolExecutor,
+    ToolSpec,
+    callbacks_watch_tools,
+    text_of,
+    to_text,
+    watch_threads,
+)
 from llmcompiler_graph.journal import Journal, checkpointer_of, storable
 from llmcompiler_graph.plan import Ref, Task, Template
 from llmcompiler_graph.state import ResultRecord
 
 Emit = Callable[[dict[str, Any]], None]
 
+log = logging.getLogger(__name__)
+
+# A sync tool that timed out keeps running in its thread (threads cannot be
+# stopped). Under a concurrency cap it keeps its slot until its thread returns,
+# until the unit's ``deadline``, or for this many times its timeout, whichever
+# comes first; after that it no longer counts, so a tool that never returns
+# cannot hold the round.
+ZOMBIE_HOLD_FACTOR = 1.0
 APPROVAL_REQUEST = "llmcompiler_approval"
 
 
@@ -153,12 +172,18 @@ class TaskFetchingUnit:
         self._closed = False
         self._settled: asyncio.Future[None] | None = None
         self._emit = emit
+        # Timed-out sync calls whose threads still run, holding their slots.
+        self._zombies: dict[int, asyncio.TimerHandle | None] = {}
+        #: The run's deadline (``now()`` seconds), if any: zombie slots end there.
+        self.deadline: float | None = None
+        #: A tool's KeyboardInterrupt or SystemExit: the run stops with it.
+        self.fatal: BaseException | None = None
 
     # ------------------------------------------------------------------ feeding
 
     def submit(self, task: Task) -> None:
         """Add a task; it starts now if its inputs exist, else when they do."""
-        if task.is_join or task.idx in self.tasks or task.idx in self.prior or self.cancelled:
+        if task.is_join or task.idx in self.tasks or task.idx in self.prior or self._halted:
             return
         if self.policy.max_tasks is not None and len(self.tasks) >= self.policy.max_tasks:
             task.error = f"not run: the plan has more than {self.policy.max_tasks} tasks"
@@ -197,6 +222,7 @@ class TaskFetchingUnit:
             waiting for approval (then more results follow :meth:`decide`).
         """
         self.close()
+        self._raise_fatal()
         self._settled = self.loop.create_future()
         self._check_settled()
         try:
@@ -206,7 +232,15 @@ class TaskFetchingUnit:
             raise
         finally:
             self._settled = None
+        self._raise_fatal()
         return self.results
+
+    def _raise_fatal(self) -> None:
+        if self.fatal is None:
+            return
+        if interrupt_run(self.fatal):  # a sync run: invoke raises it
+            raise asyncio.CancelledError
+        raise self.fatal
 
     def cancel(self) -> None:
         """Cancel every tool in flight; nothing more starts."""
@@ -280,7 +314,10 @@ class TaskFetchingUnit:
 
     def _event(self, event: dict[str, Any]) -> None:
         if self._emit is not None:
-            self._emit(event)
+            try:
+                self._emit(event)
+            except Exception:  # a broken stream consumer must not break the dataflow
+                log.exception("could not emit a %s event", event.get("event"))
 
     # ------------------------------------------------------------------ dataflow
 
@@ -314,12 +351,26 @@ class TaskFetchingUnit:
             return
         self._dispatch(idx)
 
+    @property
+    def _halted(self) -> bool:
+        """Nothing more starts: the unit was cancelled, or a tool stopped the run."""
+        return self.cancelled or self.fatal is not None
+
+    def _busy(self) -> int:
+        return len(self._running) + len(self._zombies)
+
     def _dispatch(self, idx: int) -> None:
         cap = self.policy.max_concurrency
-        if cap is not None and len(self._running) >= cap:
+        if cap is not None and self._busy() >= cap:
             self._queue.append(idx)
             return
         self._start(idx)
+
+    def _pump(self) -> None:
+        """Start queued tasks while slots are free."""
+        cap = self.policy.max_concurrency
+        while self._queue and not self._halted and (cap is None or self._busy() < cap):
+            self._start(self._next_queued())
 
     def _next_queued(self) -> int:
         if self.policy.order == "fifo" or len(self._queue) == 1:
@@ -349,22 +400,39 @@ class TaskFetchingUnit:
             self._run(self.tasks[idx].task), name=f"llmcompiler-task-{idx}"
         )
         self._running[idx] = running
-        running.add_done_callback(self._on_task_done)
+        running.add_done_callback(functools.partial(self._on_task_done, idx))
 
-    def _on_task_done(self, running: asyncio.Task[None]) -> None:
-        if running.cancelled():
-            return
-        exc = running.exception()
-        if exc is not None:  # only a bug in this module gets here; never leave dependents hanging
-            idx = next((i for i, t in self._running.items() if t is running), None)
-            if idx is not None and idx not in self.results:
-                self._fail(self.tasks[idx].task, f"internal error: {type(exc).__name__}: {exc}")
+    def _on_task_done(self, idx: int, running: asyncio.Task[None]) -> None:
+        # ``_run`` gives every call a result; this is the safety net for the rest,
+        # so that no task is left without a result nor a slot taken for good.
+        if self._running.get(idx) is running:
+            del self._running[idx]
+        if not running.cancelled():
+            running.exception()  # retrieved: a tool's KeyboardInterrupt is reported elsewhere
+        try:
+            if idx in self.results:
+                return
+            if running.cancelled():
+                if self._halted:
+                    return  # the run was cancelled or stopped: no results are expected
+                error = "CancelledError: the call was cancelled"
+            else:
+                exc = running.exception()
+                error = f"internal error: {type(exc).__name__}: {exc}"
+            self._fail(self.tasks[idx].task, error)
+        finally:
+            self._pump()
+            self._check_settled()
 
     async def _run(self, task: Task) -> None:
         spec = self.specs[task.tool]
         start = now()
         announced = False
         input_key = None
+        threads = watch_threads()
+        timeout = (
+            asyncio.timeout(spec.timeout) if spec.timeout is not None else contextlib.nullcontext()
+        )
         try:
             decision = self.decisions.get(task.idx)
             if decision is not None and decision.action == "edit" and decision.args is not None:
@@ -405,24 +473,85 @@ class TaskFetchingUnit:
                 call = spec.call_direct(tool_input, self.config)
             else:
                 call = spec.call_langchain(tool_input, self.config, uuid.uuid4(), self.state)
-            if spec.timeout is not None:
-                async with asyncio.timeout(spec.timeout):
-                    value = await call
-            else:
+            async with timeout:
                 value = await call
-        except asyncio.CancelledError:
-            raise
-        except TimeoutError:
-            error = f"TimeoutError: {task.tool} took longer than {spec.timeout:g} s"
+            # Turning the result into text is part of the call: it may fail too.
+            content, problem = text_of(value)
+        except asyncio.CancelledError as exc:
+            current = asyncio.current_task()
+            if self._halted or current is None or current.cancelling():
+                raise  # the run (or this unit) is cancelled
+            # The tool raised CancelledError itself: an error like any other.
+            error = f"CancelledError: {task.tool} raised CancelledError{_detail(exc)}"
             self._finish(task, ok=False, value=None, error=error, start=start, started=announced)
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
+        except TimeoutError as exc:
+            if isinstance(timeout, asyncio.Timeout) and timeout.expired():
+                self._hold_slot(task.idx, threads, spec.timeout or 0.0)
+                error = f"TimeoutError: {task.tool} took longer than {spec.timeout:g} s"
+            else:
+                error = f"TimeoutError{_detail(exc)}"
+            self._finish(task, ok=False, value=None, error=error, start=start, started=announced)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            self._stop_run(task, exc, start=start, started=announced)
+            if not in_sync_run():
+                raise  # as asyncio does with these: out of the event loop, to the caller
+        except BaseException as exc:  # Exception, GeneratorExit and the like
+            error = f"{type(exc).__name__}{_detail(exc)}"
             self._finish(task, ok=False, value=None, error=error, start=start, started=announced)
         else:
-            self._finish(
-                task, ok=True, value=value, error=None, start=start, started=True,
-                input_key=input_key,
-            )  # fmt: skip
+            if problem is not None:
+                error = f"{problem} (the result of {task.tool} cannot be shown as text)"
+                self._finish(task, ok=False, value=None, error=error, start=start, started=True)
+            else:
+                self._finish(
+                    task, ok=True, value=value, error=None, start=start, started=True,
+                    input_key=input_key, content=content,
+                )  # fmt: skip
+
+    def _stop_run(self, task: Task, exc: BaseException, *, start: float, started: bool) -> None:
+        """A tool raised KeyboardInterrupt or SystemExit: record it, cancel the
+        other tools, and make the run end with that exception."""
+        if self.fatal is None:
+            self.fatal = exc
+        error = f"{type(exc).__name__}: the tool stopped the run"
+        self._finish(
+            task, ok=False, value=None, error=error, start=start, started=started, durable=False
+        )
+        # Not ``cancel()``: the scheduler must still claim this unit, and raise
+        # ``exc`` from ``wait()``, when the planner node has ended meanwhile.
+        self._queue.clear()
+        for running in list(self._running.values()):
+            running.cancel()
+        if in_sync_run():
+            interrupt_run(exc)
+        self._check_settled()
+
+    def _hold_slot(self, idx: int, threads: list[asyncio.Future[None]], timeout: float) -> None:
+        """Keep a timed-out call's slot while a thread it started still runs."""
+        pending = [f for f in threads if not f.done()]
+        if not pending or self.policy.max_concurrency is None or self._halted:
+            return
+        hold = timeout * ZOMBIE_HOLD_FACTOR
+        if self.deadline is not None:
+            hold = min(hold, max(0.0, self.deadline - now()))
+        left = [len(pending)]
+
+        def release(_: object = None) -> None:
+            if idx not in self._zombies:
+                return
+            if _ is not None:  # a thread returned
+                left[0] -= 1
+                if left[0] > 0:
+                    return
+            handle = self._zombies.pop(idx)
+            if handle is not None:
+                handle.cancel()
+            self._pump()
+            self._check_settled()
+
+        self._zombies[idx] = self.loop.call_later(hold, release)
+        for future in pending:
+            future.add_done_callback(release)
 
     def _fail(self, task: Task, error: str) -> None:
         self._finish(task, ok=False, value=None, error=error, start=now())
@@ -438,36 +567,26 @@ class TaskFetchingUnit:
         started: bool = False,
         input_key: str | None = None,
         memo_of: int | None = None,
+        content: str | None = None,
+        durable: bool = True,
     ) -> None:
         if task.idx in self.results:
             return
         end = now()
         self._running.pop(task.idx, None)
-        self._raw[task.idx] = value
-        record: ResultRecord = {
-            "idx": task.idx,
-            "tool": task.tool,
-            "ok": ok,
-            "value": value,
-            "content": to_text(value) if ok else f"ERROR: {error}",
-            "error": error,
-            "start": start,
-            "end": end,
-            "round": self.round_no,
-        }
-        if input_key is not None:
-            record["input_key"] = input_key
-        if memo_of is not None:
-            record["memo_of"] = memo_of
-        if self._serde is not None and ok and not storable(self._serde, value):
-            # The checkpointer cannot store it: state keeps the text; references
-            # within this round still get the raw object from ``_raw``.
-            record["value"] = record["content"]
-            record["value_as_text"] = True
+        try:
+            record = self._record(task, ok, value, error, start, end, input_key, memo_of, content)
+        except Exception as exc:  # never leave a task without a result
+            ok, error = False, f"internal error: {type(exc).__name__}: {exc}"
+            record = self._record(task, False, None, error, start, end, None, None, None)
+        self._raw[task.idx] = value if ok else None
         self.results[task.idx] = record
-        if self.journal is not None:
-            self.journal.record(record)
         self._outstanding -= 1
+        if self.journal is not None and durable and self.fatal is None:
+            try:
+                self.journal.record(record)
+            except Exception:
+                log.exception("could not journal the result of task %s", task.idx)
         if not started:
             self._event(
                 {
@@ -505,15 +624,53 @@ class TaskFetchingUnit:
             pending.waiting -= 1
             if pending.waiting == 0:
                 self._ready(child)
-        cap = self.policy.max_concurrency
-        while self._queue and not self.cancelled and (cap is None or len(self._running) < cap):
-            self._start(self._next_queued())
+        self._pump()
         self._check_settled()
+
+    def _record(
+        self,
+        task: Task,
+        ok: bool,
+        value: Any,
+        error: str | None,
+        start: float,
+        end: float,
+        input_key: str | None,
+        memo_of: int | None,
+        content: str | None,
+    ) -> ResultRecord:
+        if content is None:
+            content = to_text(value) if ok else f"ERROR: {error}"
+        record: ResultRecord = {
+            "idx": task.idx,
+            "tool": task.tool,
+            "ok": ok,
+            "value": value,
+            "content": content,
+            "error": error,
+            "start": start,
+            "end": end,
+            "round": self.round_no,
+        }
+        if input_key is not None:
+            record["input_key"] = input_key
+        if memo_of is not None:
+            record["memo_of"] = memo_of
+        if self._serde is not None and ok and not storable(self._serde, value):
+            # The checkpointer cannot store it: state keeps the text; references
+            # within this round still get the raw object from ``_raw``.
+            record["value"] = record["content"]
+            record["value_as_text"] = True
+        return record
 
     def _check_settled(self) -> None:
         if self._settled is None or self._settled.done() or not self._closed:
             return
-        if self._outstanding == 0 or (self.held and not self._running and not self._queue):
+        if (
+            self._outstanding == 0
+            or self.fatal is not None
+            or (self.held and not self._running and not self._queue)
+        ):
             self._settled.set_result(None)
 
     # ------------------------------------------------------------------ references
@@ -593,6 +750,15 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return to_text(value)
+
+
+def _detail(exc: BaseException) -> str:
+    """``": message"`` for an exception whose ``str()`` works and is not empty."""
+    try:
+        text = str(exc)
+    except Exception:
+        return ""
+    return f": {text}" if text else ""
 
 
 def _first_line(text: str | None) -> str:

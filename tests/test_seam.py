@@ -44,7 +44,8 @@ def no_handoff_left_behind() -> Iterator[None]:
 class Stalling(BaseChatModel):
     """Streams ``head`` then never finishes: a stalled or endless model.
 
-    ``endless`` keeps sending text instead of going quiet.
+    ``endless`` keeps sending empty chunks instead of going quiet (text would be
+    cut by the plan parser's bounds first; see test_robustness.py).
     """
 
     head: str = ""
@@ -90,7 +91,7 @@ class Stalling(BaseChatModel):
         while True:
             if self.endless:
                 await asyncio.sleep(0.001)
-                yield ChatGenerationChunk(message=AIMessageChunk(content="Thought: more\n"))
+                yield ChatGenerationChunk(message=AIMessageChunk(content=""))
             else:
                 await asyncio.sleep(HANG_S)
 
