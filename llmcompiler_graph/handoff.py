@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, Literal
 
 from langchain_core.runnables import RunnableConfig
@@ -203,7 +203,7 @@ class PlanHandoff:
 
     # ------------------------------------------------------------------ scheduler side
 
-    async def stream(self) -> AsyncIterator[Task]:
+    async def stream(self) -> AsyncGenerator[Task, None]:
         """The planner's tasks as they arrive, until the plan is closed.
 
         Raises:
