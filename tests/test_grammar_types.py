@@ -10,7 +10,6 @@ from __future__ import annotations
 import doctest
 import json
 import re
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import jsonschema
@@ -527,8 +526,3 @@ def test_prefix_matching() -> None:
 
 def test_module_doctests() -> None:
     assert doctest.testmod(grammar_module).failed == 0
-
-
-def test_readme_mentions_typed_grammars() -> None:
-    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
-    assert "grammar" in readme
