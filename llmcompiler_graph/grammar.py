@@ -10,8 +10,10 @@ The planner's plan format (from the paper) is::
 
 :func:`plan_grammar` turns a tool list into a GBNF grammar (llama.cpp's grammar language,
 which vLLM's xgrammar backend also reads) that admits exactly such plans: only the given
-tool names, only their argument names (each at most once, in schema order, required ones
-present), Python-literal values, and ``$N``/``${N}`` references to *earlier* tasks only.
+tool names, only their argument names (each at most once, required ones present), values
+of the types the tools' JSON schemas give (strings, integers, numbers, booleans, ``None``,
+typed lists and dicts, enum and ``Literal`` values, unions), written as Python literals,
+and ``$N``/``${N}`` references to *earlier* tasks only, wherever a value may go.
 :func:`joiner_grammar` does the same for the joiner's ``Thought:``/``Action:`` answer, and
 :func:`grammar_request_kwargs` says how to send a grammar to a given server.
 
@@ -21,8 +23,10 @@ emit, used by the tests (and handy to check few-shot examples against a grammar)
 
 from __future__ import annotations
 
+import functools
+import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +47,9 @@ __all__ = [
 
 END_OF_PLAN = "<END_OF_PLAN>"
 JOIN_TOOL = "join"
+#: Largest ``{m,n}`` count llama.cpp's grammar parser accepts (its
+#: ``MAX_REPETITION_THRESHOLD``); bounds above it are emitted as unbounded repeats.
+MAX_REPETITION = 2000
 
 #: Dialects understood by :func:`grammar_request_kwargs`.
 GrammarDialect = str
@@ -120,13 +127,6 @@ def int_range_gbnf(lo: int, hi: int) -> str:
     return "(" + " | ".join(rendered) + ")"
 
 
-@dataclass(frozen=True)
-class _ToolSig:
-    name: str
-    params: tuple[str, ...]
-    required: frozenset[str]
-
-
 def tool_signature(tool: BaseTool) -> tuple[list[str], set[str]]:
     """Argument names (schema order) and required argument names the LLM may pass.
 
@@ -167,10 +167,297 @@ def _line(max_chars: int | None) -> str:
         return "[^\\n]+"
     if max_chars < 1:
         raise ValueError(f"max_thought_chars must be >= 1, got {max_chars}")
-    return f"[^\\n]{{1,{max_chars}}}"
+    return _rep("[^\\n]", 1, max_chars)
 
 
-def _signatures(tools: Sequence[BaseTool]) -> list[_ToolSig]:
+# --------------------------------------------------------------------------- argument types
+
+# A JSON schema is first read into a small, hashable type tree; equal trees share one
+# grammar rule per task line. The node kinds:
+#   ("any",)                      any literal (the generic value rule)
+#   ("str", min_len, max_len)     a quoted string; max_len None = the grammar's bound
+#   ("int", lo, hi)               an integer, bounds inclusive or None
+#   ("num", nonnegative)          an int or float literal
+#   ("bool",) ("null",)           True/False, None
+#   ("enum", (value, ...))        one of these scalar literals
+#   ("list", item, min, max)      a list of items; max None = the grammar's bound
+#   ("dict", value)               a dict with string keys (any keys if value is "any")
+#   ("obj", ((name, type, required), ...))  a dict with these keys, schema order
+#   ("union", (type, ...))        any of these
+_Type = tuple[Any, ...]
+_ANY: _Type = ("any",)
+_MAX_SCHEMA_DEPTH = 6
+# Keyword arguments (and a dict's keys) may come in any order for up to this many
+# parameters; with more, in schema order or required-first order (see keyword_list).
+_MAX_FREE_PARAMS = 4
+_TYPE_ALIASES = {
+    "dict": "object",
+    "float": "number",
+    "double": "number",
+    "int": "integer",
+    "long": "integer",
+    "str": "string",
+    "bool": "boolean",
+    "list": "array",
+    "tuple": "array",
+    "none": "null",
+}
+_Scalar = (str, int, float, bool, type(None))
+
+
+def _is_scalar(value: Any) -> bool:
+    if isinstance(value, float):
+        return value == value and value not in (float("inf"), float("-inf"))
+    return isinstance(value, _Scalar)
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not value.is_integer():
+        return None
+    return int(value)
+
+
+def _union(members: Iterable[_Type]) -> _Type:
+    flat: list[_Type] = []
+    enum: list[Any] = []
+    for member in members:
+        for m in member[1] if member[0] == "union" else (member,):
+            if m == _ANY:
+                return _ANY
+            if m[0] == "enum":
+                enum += [v for v in m[1] if not any(_same(v, e) for e in enum)]
+            elif m not in flat:
+                flat.append(m)
+    if enum:
+        flat.append(("enum", tuple(enum)))
+    if not flat:
+        return _ANY
+    return flat[0] if len(flat) == 1 else ("union", tuple(flat))
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
+def _admits(t: _Type, value: Any) -> bool:
+    """Whether scalar ``value`` is a literal of type ``t`` (for schema defaults)."""
+    kind = t[0]
+    if kind == "any":
+        return True
+    if kind == "union":
+        return any(_admits(m, value) for m in t[1])
+    if kind == "enum":
+        return any(_same(value, v) for v in t[1])
+    if kind == "null":
+        return value is None
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "str":
+        return isinstance(value, str)
+    if kind in ("int", "num"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if kind == "num":
+            return not (t[1] and value < 0)
+        return (
+            isinstance(value, int)
+            and (t[1] is None or value >= t[1])
+            and (t[2] is None or value <= t[2])
+        )
+    return False
+
+
+class _SchemaReader:
+    """Reads JSON schemas (pydantic's or hand-written) into :data:`_Type` trees.
+
+    Anything it does not understand reads as ``("any",)``: the generic value rule, never
+    an invalid grammar.
+    """
+
+    def __init__(self, root: Mapping[str, Any]) -> None:
+        self.root = root
+
+    def resolve(self, ref: Any) -> Mapping[str, Any] | None:
+        if not isinstance(ref, str) or not ref.startswith("#"):
+            return None
+        node: Any = self.root
+        for part in ref[1:].split("/"):
+            if not part:
+                continue
+            part = part.replace("~1", "/").replace("~0", "~")
+            if not isinstance(node, Mapping) or part not in node:
+                return None
+            node = node[part]
+        return node if isinstance(node, Mapping) else None
+
+    def read(self, schema: Any, depth: int = 0, refs: tuple[str, ...] = ()) -> _Type:
+        if not isinstance(schema, Mapping) or depth > _MAX_SCHEMA_DEPTH:
+            return _ANY
+        if "$ref" in schema:
+            ref = schema["$ref"]
+            target = self.resolve(ref)
+            if target is None or ref in refs:  # unknown or recursive: any value
+                return _ANY
+            merged = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+            return self.read(merged, depth + 1, (*refs, ref))
+        allof = schema.get("allOf")
+        if isinstance(allof, list):
+            if len(allof) != 1:
+                return _ANY  # intersections are not worth a grammar
+            rest = {k: v for k, v in schema.items() if k != "allOf"}
+            inner = allof[0] if isinstance(allof[0], Mapping) else {}
+            return self.read({**rest, **inner}, depth + 1, refs)
+        t = self._read(schema, depth, refs)
+        default = schema.get("default", ...)
+        if default is not ... and _is_scalar(default) and not _admits(t, default):
+            # e.g. pydantic's `x: int = None`: passing the default must stay possible.
+            t = _union([t, ("enum", (default,))])
+        return t
+
+    def _read(self, schema: Mapping[str, Any], depth: int, refs: tuple[str, ...]) -> _Type:
+        if "const" in schema:
+            const = schema["const"]
+            return ("enum", (const,)) if _is_scalar(const) else _ANY
+        if "enum" in schema:
+            values = schema["enum"]
+            if not isinstance(values, list) or not values or not all(map(_is_scalar, values)):
+                return _ANY
+            return _union([("enum", tuple(values))])
+        for key in ("anyOf", "oneOf"):
+            options = schema.get(key)
+            if isinstance(options, list) and options:
+                rest = {k: v for k, v in schema.items() if k not in (key, "default")}
+                return _union(
+                    self.read({**rest, **o} if isinstance(o, Mapping) else o, depth + 1, refs)
+                    for o in options
+                )
+        kind = schema.get("type")
+        if isinstance(kind, list):
+            return _union(self._read({**schema, "type": k}, depth, refs) for k in kind)
+        if kind is None:
+            if isinstance(schema.get("properties"), Mapping):
+                kind = "object"
+            elif "items" in schema:
+                kind = "array"
+            else:
+                return _ANY
+        if not isinstance(kind, str):
+            return _ANY
+        kind = _TYPE_ALIASES.get(kind.lower(), kind.lower())
+        if kind == "string":
+            lo = _as_int(schema.get("minLength")) or 0
+            hi = _as_int(schema.get("maxLength"))
+            return ("str", max(0, lo), hi if hi is None or hi >= lo else None)
+        if kind == "integer":
+            return ("int", *_int_bounds(schema))
+        if kind == "number":
+            lo = schema.get("minimum", schema.get("exclusiveMinimum"))
+            nonneg = isinstance(lo, (int, float)) and not isinstance(lo, bool) and lo >= 0
+            return ("num", nonneg)
+        if kind == "boolean":
+            return ("bool",)
+        if kind == "null":
+            return ("null",)
+        if kind == "array":
+            items = schema.get("items")
+            item = self.read(items, depth + 1, refs) if isinstance(items, Mapping) else _ANY
+            lo = max(0, _as_int(schema.get("minItems")) or 0)
+            hi = _as_int(schema.get("maxItems"))
+            return ("list", item, lo, hi if hi is None or hi >= lo else None)
+        if kind == "object":
+            props = schema.get("properties")
+            if isinstance(props, Mapping) and props and all(isinstance(k, str) for k in props):
+                required = schema.get("required")
+                required = set(required) if isinstance(required, list) else set()
+                return (
+                    "obj",
+                    tuple(
+                        (name, self.read(sub, depth + 1, refs), name in required)
+                        for name, sub in props.items()
+                    ),
+                )
+            extra = schema.get("additionalProperties")
+            if isinstance(extra, Mapping) and extra:
+                return ("dict", self.read(extra, depth + 1, refs))
+            return ("dict", _ANY)
+        return _ANY
+
+
+def _int_bounds(schema: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    def bound(key: str, exclusive_key: str, step: int) -> int | None:
+        value = schema.get(key)
+        exclusive = schema.get(exclusive_key)
+        if exclusive is True and isinstance(value, (int, float)):  # draft-4 style flag
+            return math.floor(value) + step if step > 0 else math.ceil(value) + step
+        if isinstance(exclusive, (int, float)) and not isinstance(exclusive, bool):
+            return math.floor(exclusive) + 1 if step > 0 else math.ceil(exclusive) - 1
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return math.ceil(value) if step > 0 else math.floor(value)
+        return None
+
+    lo, hi = bound("minimum", "exclusiveMinimum", 1), bound("maximum", "exclusiveMaximum", -1)
+    if lo is not None and hi is not None and lo > hi:
+        return None, None
+    return lo, hi
+
+
+def _tool_json_schema(tool: BaseTool) -> Mapping[str, Any]:
+    """The JSON schema of the arguments the LLM passes (``$defs`` included)."""
+    try:
+        schema = tool.tool_call_schema
+        if isinstance(schema, Mapping):
+            return schema
+        if hasattr(schema, "model_json_schema"):
+            return schema.model_json_schema()
+        return schema.schema()  # pydantic v1 models
+    except Exception:
+        try:
+            return {"type": "object", "properties": dict(tool.args)}
+        except Exception:
+            return {}
+
+
+def tool_argument_types(tool: BaseTool) -> list[tuple[str, Any, bool]]:
+    """Each argument's name, type tree and whether it is required, in schema order.
+
+    The type tree is what :func:`plan_grammar` builds a value rule from (see the
+    comment above ``_ANY`` in this module); unsupported schema constructs read as
+    ``("any",)``.
+
+    Args:
+        tool: A LangChain tool.
+
+    Returns:
+        ``[(name, type, required), ...]``.
+
+    Example:
+        >>> from langchain_core.tools import tool
+        >>> @tool
+        ... def roots(coefficients: list[float], real_only: bool = True) -> str:
+        ...     '''Roots of a polynomial.'''
+        ...     return ""
+        >>> tool_argument_types(roots)
+        [('coefficients', ('list', ('num', False), 0, None), True), ('real_only', ('bool',), False)]
+    """
+    names, required = tool_signature(tool)
+    schema = _tool_json_schema(tool)
+    props = schema.get("properties") if isinstance(schema, Mapping) else None
+    props = props if isinstance(props, Mapping) else {}
+    reader = _SchemaReader(schema)
+    return [(name, reader.read(props.get(name)), name in required) for name in names]
+
+
+@dataclass(frozen=True)
+class _ToolSig:
+    name: str
+    params: tuple[str, ...]
+    required: frozenset[str]
+    types: tuple[_Type, ...]
+
+
+def _signatures(tools: Sequence[BaseTool], typed: bool) -> list[_ToolSig]:
     sigs: list[_ToolSig] = []
     seen: set[str] = set()
     for tool in tools:
@@ -180,12 +467,23 @@ def _signatures(tools: Sequence[BaseTool]) -> list[_ToolSig]:
             raise ValueError(f"a tool may not be named {JOIN_TOOL!r}: it ends every plan")
         if not _IDENT.match(tool.name):
             raise ValueError(f"tool name {tool.name!r} is not an identifier")
-        names, required = tool_signature(tool)
-        for name in names:
+        if typed:
+            params = tool_argument_types(tool)
+        else:
+            names, req = tool_signature(tool)
+            params = [(n, _ANY, n in req) for n in names]
+        for name, _, _ in params:
             if not _IDENT.match(name):
                 raise ValueError(f"tool {tool.name!r}: argument {name!r} is not an identifier")
         seen.add(tool.name)
-        sigs.append(_ToolSig(tool.name, tuple(names), frozenset(required)))
+        sigs.append(
+            _ToolSig(
+                tool.name,
+                tuple(p[0] for p in params),
+                frozenset(p[0] for p in params if p[2]),
+                tuple(p[1] for p in params),
+            )
+        )
     return sigs
 
 
@@ -197,96 +495,336 @@ _COMMON_RULES = r"""
 sep ::= "," " "?
 esc ::= "\\" ( ["'\\abfnrtv0] | "x" hex{2} | "u" hex{4} | "U" hex{8} )
 hex ::= [0-9a-fA-F]
-int ::= "-"? ( "0" | [1-9] [0-9]{0,17} )
-number ::= int ( "." [0-9]{1,17} )? ( [eE] [-+]? [0-9]{1,3} )?
+uint ::= "0" | [1-9] [0-9]{0,17}
+int ::= "-"? uint
+frac ::= ( "." [0-9]{1,24} )? ( [eE] [-+]? [0-9]{1,3} )?
+number ::= int frac
 const ::= "True" | "False" | "None"
 join ::= "join()<END_OF_PLAN>"
 """.strip()
 
 
-def _value_rules(k: int, first_ref: int, last_ref: int) -> list[str]:
-    """Python-literal values for task ``k`` that may reference tasks first..last."""
-    has_refs = first_ref <= last_ref
-    rules = [
-        f"val-{k} ::= dq-{k} | sq-{k} | number | const | list-{k} | dict-{k}"
-        + (f" | ref-{k}" if has_refs else ""),
-        f'list-{k} ::= "[" ( val-{k} ( sep val-{k} )* )? "]"',
-        f'dict-{k} ::= "{{" ( kv-{k} ( sep kv-{k} )* )? "}}"',
-        f'kv-{k} ::= ( dq-{k} | sq-{k} | number ) ":" " "? val-{k}',
-    ]
-    if has_refs:
-        rules += [
-            f"num-{k} ::= {int_range_gbnf(first_ref, last_ref)}",
-            f'ref-{k} ::= "$" num-{k} | "${{" num-{k} "}}"',
-        ]
-    for name, quote, q_class in (("dq", '"', '"'), ("sq", "'", "'")):
-        plain = f"[^{q_class}\\\\$\\n]"
-        # "$" not starting a reference, and a bare "$N" that is not followed by a digit
-        # (else "$1" + "0" would read as "$10", possibly a later task).
-        dollar = f'"$" [^{q_class}\\\\$\\n0-9{{]'
-        char_alts = [plain, "esc", dollar]
-        tail = ""
-        if has_refs:
-            char_alts += [
-                f'"${{" num-{k} "}}"',
-                f'"$" num-{k} [^{q_class}\\\\$\\n0-9]',
-                f'"$" num-{k} esc',
-            ]
-            tail = f' ( "$" num-{k} )?'
-        rules.append(f"{name}c-{k} ::= " + " | ".join(char_alts))
-        rules.append(f"{name}-{k} ::= {_lit(quote)} {name}c-{k}*{tail} {_lit(quote)}")
-    return rules
+def _rep(expr: str, lo: int, hi: int | None) -> str:
+    """``expr`` repeated lo..hi times ("" when hi is 0).
 
-
-def _args_rules(t: int, sig: _ToolSig, k: int) -> tuple[list[str], str]:
-    """Rules for one tool's argument list at task ``k``; returns (rules, call expression).
-
-    Positional arguments fill parameters in order, then keyword arguments follow in schema
-    order, each at most once, required ones mandatory. That is stricter than Python (which
-    allows any keyword order) but it is how models write calls, and it rules out unknown
-    and duplicate names without a combinatorial grammar.
+    llama.cpp rejects counts above :data:`MAX_REPETITION`; a larger bound is dropped
+    (unbounded) and a larger minimum lowered, so the grammar loosens but stays valid.
     """
-    params = sig.params
-    n = len(params)
-    if n == 0:
-        return [], _lit(f"{sig.name}()")
-    val = f"val-{k}"
-    req = [p in sig.required for p in params]
-    nullable = [not any(req[i:]) for i in range(n + 1)]  # params i.. all optional?
-    rules: list[str] = []
-    base = f"t{t}-{k}"
+    if hi is not None and hi <= 0:
+        return ""
+    lo = min(lo, MAX_REPETITION)
+    hi = None if hi is None or hi > MAX_REPETITION else hi
+    if (lo, hi) == (0, None):
+        return f"{expr}*"
+    if (lo, hi) == (1, None):
+        return f"{expr}+"
+    if (lo, hi) == (0, 1):
+        return f"{expr}?"
+    if (lo, hi) == (1, 1):
+        return expr
+    return f"{expr}{{{lo},{'' if hi is None else hi}}}"
 
-    # rest-i: keyword args for params i.. when at least one argument precedes them.
-    for i in range(n - 1, 0, -1):
-        item = f"sep {_lit(params[i] + '=')} {val}"
-        item = item if req[i] else f"( {item} )?"
-        nxt = f" {base}-r{i + 1}" if i + 1 < n else ""
-        rules.append(f"{base}-r{i} ::= {item}{nxt}")
 
-    def rest(i: int) -> str:
-        return f" {base}-r{i}" if i < n else ""
-
-    # kw-i: a non-empty keyword list over params i.. (first present keyword is some
-    # param j >= i, skipping only optional ones).
-    for i in range(n):
-        alts = []
-        for j in range(i, n):
-            alts.append(f"{_lit(params[j] + '=')} {val}{rest(j + 1)}")
-            if req[j]:
-                break
-        rules.append(f"{base}-k{i} ::= " + " | ".join(alts))
-
-    # pos-i: a non-empty argument list from param i, positional still allowed.
-    for i in range(n - 1, -1, -1):
-        if i + 1 < n:
-            after = f"sep {base}-p{i + 1}"
-            after = f" ( {after} )?" if nullable[i + 1] else f" {after}"
+def _py_string(text: str, quote: str) -> str:
+    """``text`` as a Python string literal in ``quote`` quotes (what the parser reads)."""
+    out = []
+    for ch in text:
+        if ch in ("\\", quote):
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 0x20 or ch == "\x7f":
+            out.append(f"\\x{ord(ch):02x}")
         else:
-            after = ""
-        rules.append(f"{base}-p{i} ::= {val}{after} | {base}-k{i}")
+            out.append(ch)
+    return quote + "".join(out) + quote
 
-    args = f"{base}-p0" + ("?" if nullable[0] else "")
-    return rules, f"{_lit(sig.name + '(')} {args} {_lit(')')}"
+
+def _scalar_gbnf(value: Any) -> str:
+    """GBNF alternatives matching a scalar the way a Python literal writes it."""
+    if value is None or isinstance(value, bool):
+        return _lit(repr(value))
+    if isinstance(value, int):
+        return _lit(str(value))
+    if isinstance(value, float):
+        forms = [repr(value)] + ([str(int(value))] if value.is_integer() else [])
+        return " | ".join(_lit(f) for f in forms)
+    return f"{_lit(_py_string(value, chr(34)))} | {_lit(_py_string(value, chr(39)))}"
+
+
+def _int_gbnf(lo: int | None, hi: int | None) -> str | None:
+    """An integer range as GBNF; ``None`` for the unbounded signed rule ``int``."""
+    if lo is not None and hi is not None and hi - lo <= 10**6:
+        parts = []
+        if lo < 0:
+            parts.append(f'"-" {int_range_gbnf(max(1, -hi), -lo)}')
+        if hi >= 0:
+            parts.append(int_range_gbnf(max(0, lo), hi))
+        return parts[0] if len(parts) == 1 else "( " + " | ".join(parts) + " )"
+    if lo is not None and lo >= 1:
+        return "[1-9] [0-9]{0,17}"
+    if lo is not None and lo >= 0:
+        return "uint"
+    return None
+
+
+class _PlanGrammar:
+    """Accumulates the rules of one plan grammar, each defined once."""
+
+    def __init__(self, max_string_chars: int | None, max_items: int | None) -> None:
+        self.rules: list[str] = []
+        self.defined: set[str] = set()
+        self.type_ids: dict[_Type, int] = {}
+        self.max_string_chars = max_string_chars
+        self.max_items = max_items
+
+    def add(self, name: str, body: str) -> str:
+        if name not in self.defined:
+            self.defined.add(name)
+            self.rules.append(f"{name} ::= {body}")
+        return name
+
+    def _declare(self, name: str) -> bool:
+        """Reserve a rule name; ``False`` if it was already defined or reserved."""
+        if name in self.defined:
+            return False
+        self.defined.add(name)
+        return True
+
+    # -- per-task building blocks (task k may reference tasks 1..k-1)
+
+    def ref(self, k: int) -> str | None:
+        if k <= 1:
+            return None
+        if self._declare(f"ref-{k}"):
+            self.rules.append(f"num-{k} ::= {int_range_gbnf(1, k - 1)}")
+            self.rules.append(f'ref-{k} ::= "$" num-{k} | "${{" num-{k} "}}"')
+        return f"ref-{k}"
+
+    def string(self, k: int, lo: int = 0, hi: int | None = None) -> str:
+        """A quoted string (either quote) of lo..hi characters; ``$N`` inside allowed."""
+        bound = self.max_string_chars
+        hi = bound if hi is None else (hi if bound is None else min(hi, max(bound, lo)))
+        name = f"str-{k}" if (lo, hi) == (0, bound) else f"str{lo}x{hi}-{k}"
+        if not self._declare(name):
+            return name
+        ref = self.ref(k)
+        alts = []
+        for tag, quote in (("dq", '"'), ("sq", "'")):
+            chars = f"{tag}c-{k}"
+            if self._declare(chars):
+                plain = f"[^{quote}\\\\$\\n]"
+                # "$" not starting a reference, and a bare "$N" that is not followed by
+                # a digit (else "$1" + "0" would read as "$10", possibly a later task).
+                char_alts = [plain, "esc", f'"$" [^{quote}\\\\$\\n0-9{{]']
+                if ref:
+                    char_alts += [
+                        f'"${{" num-{k} "}}"',
+                        f'"$" num-{k} [^{quote}\\\\$\\n0-9]',
+                        f'"$" num-{k} esc',
+                    ]
+                self.rules.append(f"{chars} ::= " + " | ".join(char_alts))
+            body = _rep(chars, lo, hi)
+            tail = f' ( "$" num-{k} )?' if ref and hi != 0 else ""
+            alts.append(f"{_lit(quote)} {body}{tail} {_lit(quote)}".replace("  ", " "))
+        self.rules.append(f"{name} ::= " + " | ".join(alts))
+        return name
+
+    def items(self, item: str, lo: int = 0, hi: int | None = None, brackets: str = "[]") -> str:
+        """``[item, ...]`` with lo..hi items (hi bounded by ``max_items``)."""
+        bound = self.max_items
+        hi = bound if hi is None else (hi if bound is None else min(hi, max(bound, lo)))
+        opener, closer = _lit(brackets[0]), _lit(brackets[1])
+        if hi == 0:
+            return f"{opener} {closer}"
+        more = _rep(f"( sep {item} )", max(0, lo - 1), None if hi is None else hi - 1)
+        inner = f"{item} {more}".strip()
+        return f"{opener} {inner} {closer}" if lo > 0 else f"{opener} ( {inner} )? {closer}"
+
+    def generic(self, k: int) -> str:
+        """Any Python literal (the rule for arguments without a usable schema)."""
+        name = f"val-{k}"
+        if not self._declare(name):
+            return name
+        ref = self.ref(k)
+        s = self.string(k)
+        self.rules += [
+            f"val-{k} ::= {s} | number | const | list-{k} | dict-{k}"
+            + (f" | {ref}" if ref else ""),
+            f"list-{k} ::= {self.items(name)}",
+            f"dict-{k} ::= {self.items(f'kv-{k}', brackets='{}')}",
+            f'kv-{k} ::= ( {s} | number ) ":" " "? val-{k}',
+        ]
+        return name
+
+    # -- typed values
+
+    def value(self, t: _Type, k: int) -> str:
+        """An expression for a value of type ``t`` at task ``k``, ``$N`` included."""
+        if t == _ANY:
+            return self.generic(k)
+        body = self.body(t, k)
+        ref = self.ref(k)
+        return f"( {body} | {ref} )" if ref else body
+
+    def body(self, t: _Type, k: int) -> str:
+        """An expression for a literal of type ``t`` (no whole-value reference)."""
+        kind = t[0]
+        if kind == "any":
+            return self.generic(k)
+        if kind == "str":
+            return self.string(k, t[1], t[2])
+        if kind == "int":
+            return _int_gbnf(t[1], t[2]) or "int"
+        if kind == "num":
+            return "uint frac" if t[1] else "number"
+        if kind == "bool":
+            return '( "True" | "False" )'
+        if kind == "null":
+            return '"None"'
+        if kind == "enum":
+            return "( " + " | ".join(_scalar_gbnf(v) for v in t[1]) + " )"
+        if t == ("dict", _ANY):
+            self.generic(k)
+            return f"dict-{k}"
+        tid = self.type_ids.setdefault(t, len(self.type_ids))
+        name = f"ty{tid}-{k}"
+        if not self._declare(name):
+            return name
+        if kind == "union":
+            self.rules.append(f"{name} ::= " + " | ".join(self.body(m, k) for m in t[1]))
+        elif kind == "list":
+            self.rules.append(f"{name} ::= {self.items(self.value(t[1], k), t[2], t[3])}")
+        elif kind == "dict":
+            item = f'( {self.string(k)} ":" " "? {self.value(t[1], k)} )'
+            self.rules.append(f"{name} ::= {self.items(item, brackets='{}')}")
+        elif kind == "obj":
+            fields = t[1]
+            items = [
+                self.add(f"{name}-a{j}", f'( {_scalar_gbnf(key)} ) ":" " "? {self.value(ft, k)}')
+                for j, (key, ft, _) in enumerate(fields)
+            ]
+            required = [f[2] for f in fields]
+            first = self.keyword_list(name, items, required, 0)
+            inner = first if any(required) else f"( {first} )?"
+            self.rules.append(f'{name} ::= "{{" {inner} "}}"')
+        else:  # pragma: no cover - every kind is handled above
+            self.rules.append(f"{name} ::= {self.generic(k)}")
+        return name
+
+    def keyword_list(
+        self, base: str, items: Sequence[str], required: Sequence[bool], given: int
+    ) -> str:
+        """A non-empty list of keyword items once the first ``given`` were positional.
+
+        ``items`` are the rules for each parameter's ``name=value`` (or a dict's
+        ``"key": value``). Each parameter appears at most once and the required ones
+        must appear. Up to :data:`_MAX_FREE_PARAMS` parameters they may come in any
+        order; with more, the grammar would grow too fast, so they come in schema order,
+        or (with nothing positional) required ones first, each group in schema order.
+        """
+        n = len(items)
+        if n <= _MAX_FREE_PARAMS:
+            return self._free(base, items, required, (1 << given) - 1, leading_sep=False)
+        first = self._chain(base, "s", items, required, list(range(n)))[given]
+        rf_order = [i for i in range(n) if required[i]] + [i for i in range(n) if not required[i]]
+        if given or rf_order == list(range(n)):
+            return first
+        return f"( {first} | {self._chain(base, 'r', items, required, rf_order)[0]} )"
+
+    def _free(
+        self,
+        base: str,
+        items: Sequence[str],
+        required: Sequence[bool],
+        mask: int,
+        *,
+        leading_sep: bool,
+    ) -> str:
+        """Keyword items in any order, each at most once; ``mask``: those already given."""
+        name = f"{base}-{'m' if leading_sep else 'f'}{mask}"
+        if not self._declare(name):
+            return name
+        alts = []
+        for j in range(len(items)):
+            if mask >> j & 1:
+                continue
+            nxt = mask | 1 << j
+            tail = ""
+            if nxt != (1 << len(items)) - 1:
+                more = self._free(base, items, required, nxt, leading_sep=True)
+                done = all(nxt >> i & 1 or not r for i, r in enumerate(required))
+                tail = f" {more}?" if done else f" {more}"
+            alts.append(("sep " if leading_sep else "") + f"{items[j]}{tail}")
+        self.rules.append(f"{name} ::= " + " | ".join(alts))
+        return name
+
+    def _chain(
+        self,
+        base: str,
+        tag: str,
+        items: Sequence[str],
+        required: Sequence[bool],
+        order: Sequence[int],
+    ) -> list[str]:
+        """Keyword items in ``order``, optional ones skippable: a linear chain of rules.
+
+        Returns, for each position q, the rule for a non-empty list that starts at
+        ``order[q]`` or later (only optional items may be skipped).
+        """
+        count = len(order)
+        rest = [f"{base}-{tag}r{q}" for q in range(count)]
+        first = [f"{base}-{tag}f{q}" for q in range(count)]
+        if not self._declare(first[0]):
+            return first
+        for q in range(count):
+            j = order[q]
+            nxt = f" {rest[q + 1]}" if q + 1 < count else ""
+            # rest[q]: what may follow once some item was written (sep first); it is
+            # empty when only optional items remain.
+            item = f"sep {items[j]}"
+            self.add(rest[q], (f"{item}" if required[j] else f"( {item} )?") + nxt)
+            alts = [f"{items[j]}{nxt}"]
+            if not required[j] and q + 1 < count:
+                alts.append(first[q + 1])
+            self.rules.append(f"{first[q]} ::= " + " | ".join(alts))
+        return first
+
+    def call(self, t: int, sig: _ToolSig, k: int) -> str:
+        """The expression for one call of tool ``sig`` at task ``k``.
+
+        Positional arguments fill parameters in schema order; keywords follow, each
+        parameter at most once, required ones mandatory (see :meth:`keyword_list`).
+        """
+        n = len(sig.params)
+        if n == 0:
+            return _lit(f"{sig.name}()")
+        base = f"t{t}-{k}"
+        required = [p in sig.required for p in sig.params]
+        values = [self.value(ty, k) for ty in sig.types]
+        items = [
+            self.add(f"{base}-a{j}", f"{_lit(p + '=')} {values[j]}")
+            for j, p in enumerate(sig.params)
+        ]
+
+        def positional(i: int) -> str:
+            name = f"{base}-p{i}"
+            if not self._declare(name):
+                return name
+            after = ""
+            if i + 1 < n:
+                rest = positional(i + 1)
+                after = f" ( sep {rest} )?" if not any(required[i + 1 :]) else f" sep {rest}"
+            first = self.keyword_list(base, items, required, i)
+            self.rules.append(f"{name} ::= {values[i]}{after} | {first}")
+            return name
+
+        args = positional(0) + ("" if any(required) else "?")
+        return f"{_lit(sig.name + '(')} {args} {_lit(')')}"
 
 
 def plan_grammar(
@@ -297,12 +835,20 @@ def plan_grammar(
     min_tasks: int = 1,
     thoughts: bool = True,
     max_thought_chars: int | None = 300,
+    typed: bool = True,
+    max_string_chars: int | None = 300,
+    max_items: int | None = 32,
 ) -> str:
     """A GBNF grammar admitting exactly the well-formed LLMCompiler plans for ``tools``.
 
     Task numbers start at ``start_index`` and rise by one; task ``k`` may reference any
     ``$1..$(k-1)`` (so results of earlier rounds stay usable after a replan); the plan ends
     with ``N. join()<END_OF_PLAN>``. One optional ``Thought:`` line may precede each task.
+
+    With ``typed`` (the default) each argument's value follows the tool's JSON schema:
+    strings, integers (with bounds), numbers, booleans, ``None``, lists of typed items,
+    dicts with the schema's keys, enum/``Literal`` values, unions and ``Optional``;
+    ``$N`` may stand for any value. Unknown schema constructs allow any Python literal.
 
     Args:
         tools: The tools the planner may call.
@@ -312,6 +858,12 @@ def plan_grammar(
         thoughts: Allow the optional ``Thought:`` lines.
         max_thought_chars: Longest ``Thought:`` text; ``None`` for unbounded. A bound
             stops a small model that never ends its thought from never planning.
+        typed: Constrain argument values by the tools' schemas; ``False`` allows any
+            Python literal for every argument.
+        max_string_chars: Longest quoted string (escapes and references count as one
+            character); ``None`` for unbounded. A schema's ``maxLength`` may lower it.
+        max_items: Most items in a list or dict; ``None`` for unbounded. A schema's
+            ``maxItems`` may lower it.
 
     Returns:
         The grammar text; its start rule is ``root``.
@@ -330,39 +882,60 @@ def plan_grammar(
         True
         >>> gbnf_matches(g, '1. search($1)\\n2. join()<END_OF_PLAN>')
         False
+        >>> gbnf_matches(g, '1. search(query=42)\\n2. join()<END_OF_PLAN>')
+        False
     """
     if start_index < 1:
         raise ValueError(f"start_index must be >= 1, got {start_index}")
     if max_tasks < 0:
         raise ValueError(f"max_tasks must be >= 0, got {max_tasks}")
-    sigs = _signatures(tools)
+    for label, bound in (("max_string_chars", max_string_chars), ("max_items", max_items)):
+        if bound is not None and bound < 1:
+            raise ValueError(f"{label} must be >= 1, got {bound}")
+    sigs = _signatures(tools, typed)
     if not sigs:
         min_tasks = 0
     min_tasks = max(0, min(min_tasks, max_tasks))
     thought = "thought? " if thoughts else ""
     last = start_index + max_tasks if sigs else start_index  # index of the latest join
 
-    rules = [f"root ::= {thought}task-{start_index}", _COMMON_RULES]
+    g = _PlanGrammar(max_string_chars, max_items)
+    g.rules = [f"root ::= {thought}task-{start_index}", _COMMON_RULES]
     if thoughts:
-        rules.append(f'thought ::= "Thought: " {_line(max_thought_chars)} "\\n"')
+        g.rules.append(f'thought ::= "Thought: " {_line(max_thought_chars)} "\\n"')
     for k in range(start_index, last + 1):
         head = _lit(f"{k}. ")
         can_join = k - start_index >= min_tasks
         if k == last:
-            rules.append(f"task-{k} ::= {head} join")
+            g.rules.append(f"task-{k} ::= {head} join")
             continue
         step = f"call-{k} {_lit(chr(10))} {thought}task-{k + 1}"
         body = f"( join | {step} )" if can_join else step
-        rules.append(f"task-{k} ::= {head} {body}")
-        calls: list[str] = []
-        for t, sig in enumerate(sigs):
-            arg_rules, call = _args_rules(t, sig, k)
-            rules += arg_rules
-            calls.append(call)
-        rules.append(f"call-{k} ::= " + " | ".join(calls))
-        if any(sig.params for sig in sigs):
-            rules += _value_rules(k, 1, k - 1)
-    return "\n".join(rules) + "\n"
+        g.rules.append(f"task-{k} ::= {head} {body}")
+        calls = [g.call(t, sig, k) for t, sig in enumerate(sigs)]
+        g.rules.append(f"call-{k} ::= " + " | ".join(calls))
+    return _prune("\n".join(g.rules)) + "\n"
+
+
+_RULE_LINE = re.compile(r"([a-z0-9-]+) ::= (.*)")
+_NOT_NAMES = re.compile(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]|\{[0-9,]*\}')
+
+
+def _prune(grammar: str) -> str:
+    """Drop the rules that ``root`` cannot reach (one rule per line)."""
+    bodies: dict[str, str] = {}
+    for line in grammar.splitlines():
+        m = _RULE_LINE.fullmatch(line)
+        if m is None:  # pragma: no cover - every emitted rule is one line
+            return grammar
+        bodies[m.group(1)] = _NOT_NAMES.sub(" ", m.group(2))
+    seen, todo = set(), ["root"]
+    while todo:
+        name = todo.pop()
+        if name not in seen and name in bodies:
+            seen.add(name)
+            todo += re.findall(r"[a-z0-9-]+", bodies[name])
+    return "\n".join(line for line in grammar.splitlines() if line.split(" ", 1)[0] in seen)
 
 
 # --------------------------------------------------------------------------- joiner grammar
@@ -500,6 +1073,12 @@ def _parse_class(text: str) -> _Node:
     return ("cls", negated, tuple(ranges))
 
 
+@functools.lru_cache(maxsize=16)
+def _parsed_gbnf(grammar: str) -> dict[str, _Node]:
+    """:func:`_parse_gbnf`, cached: tests match many texts against one large grammar."""
+    return _parse_gbnf(grammar)
+
+
 def _parse_gbnf(grammar: str) -> dict[str, _Node]:
     tokens: list[tuple[str, str]] = []
     pos = 0
@@ -590,7 +1169,7 @@ def _check_refs(node: _Node, rules: dict[str, _Node]) -> None:
         _check_refs(node[1], rules)
 
 
-def gbnf_matches(grammar: str, text: str) -> bool:
+def gbnf_matches(grammar: str, text: str, *, prefix: bool = False) -> bool:
     """Whether ``text`` is in the language of a GBNF ``grammar`` (start rule ``root``).
 
     A small reference matcher for the GBNF subset this module emits (literals, classes,
@@ -600,9 +1179,11 @@ def gbnf_matches(grammar: str, text: str) -> bool:
     Args:
         grammar: GBNF grammar text.
         text: Candidate output.
+        prefix: Accept a text that some continuation would complete (e.g. a reply cut
+            off by ``max_tokens``). Assumes every rule matches some text.
 
     Returns:
-        ``True`` if the whole text matches.
+        ``True`` if the whole text matches (or, with ``prefix``, can still match).
 
     Raises:
         ValueError: The grammar does not parse or references an undefined rule.
@@ -610,17 +1191,26 @@ def gbnf_matches(grammar: str, text: str) -> bool:
     Example:
         >>> gbnf_matches('root ::= "a" [0-9]+', "a42")
         True
+        >>> gbnf_matches('root ::= "ab"', "a"), gbnf_matches('root ::= "ab"', "a", prefix=True)
+        (False, True)
     """
-    rules = _parse_gbnf(grammar)
+    rules = _parsed_gbnf(grammar)
     memo: dict[tuple[str, int], frozenset[int]] = {}
+    end = len(text)
+    # With ``prefix``, _MORE stands for "the text ran out while this was still matching".
+    more = frozenset({_MORE}) if prefix else _EMPTY
 
     def match(node: _Node, pos: int) -> frozenset[int]:
+        if pos == _MORE:
+            return more
         kind = node[0]
         if kind == "lit":
-            return frozenset({pos + len(node[1])}) if text.startswith(node[1], pos) else _EMPTY
+            if text.startswith(node[1], pos):
+                return frozenset({pos + len(node[1])})
+            return more if end - pos < len(node[1]) and node[1].startswith(text[pos:]) else _EMPTY
         if kind == "cls":
-            if pos >= len(text):
-                return _EMPTY
+            if pos >= end:
+                return more
             ch = text[pos]
             hit = any(lo <= ch <= hi for lo, hi in node[2])
             return frozenset({pos + 1}) if hit != node[1] else _EMPTY
@@ -650,14 +1240,16 @@ def gbnf_matches(grammar: str, text: str) -> bool:
                 # Past the minimum an unbounded repeat only needs to extend new positions.
                 fresh = nxt - result
                 result |= nxt
-                frontier = fresh if hi is None else nxt
+                frontier = fresh if hi is None else nxt - {_MORE}
             else:
                 frontier = nxt
         return frozenset(result)
 
-    return len(text) in _with_recursion_limit(lambda: match(("ref", "root"), 0))
+    found = _with_recursion_limit(lambda: match(("ref", "root"), 0))
+    return end in found or _MORE in found
 
 
+_MORE = -1
 _EMPTY: frozenset[int] = frozenset()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -35,6 +36,12 @@ def math(problem: str, context: list[str] | None = None) -> str:
 @tool
 def now() -> str:
     """Current time."""
+    return ""
+
+
+@tool
+def echo(value: Any, extra: Any = None) -> str:
+    """Untyped arguments: any Python literal goes."""
     return ""
 
 
@@ -108,9 +115,7 @@ def test_grammar_is_well_formed(text: str) -> None:
         if name not in seen:
             seen.add(name)
             todo.extend(_refs(rules[name]))
-    unreachable = set(rules) - seen
-    # Shared helpers are unreachable only when no tool can use them.
-    assert unreachable <= {"sep", "esc", "hex", "int", "number", "const"}
+    assert set(rules) == seen
 
 
 def test_grammar_is_compact() -> None:
@@ -144,7 +149,7 @@ def test_int_range_gbnf_rejects_empty_range() -> None:
         _plan('search("x")'),
         _plan("search('x')", 'search(query="y", max_results=3)', "search($1, max_results=$2)"),
         _plan('search("x", 3)', 'math("sum", [$1])', "math(problem=${2}, context=None)"),
-        _plan('search("a")', 'math("b $1 c ${1}", {"k": [1, -2.5e3, None, True], 3: $1})'),
+        _plan('search("a")', 'math("b $1 c ${1}", [$1, "x"])'),
         _plan(r'search("quote \" and \\ and \n and \u00e9 and $ alone")'),
         _plan("search('it\\'s')", "math('price in $ of $1')"),
         'Thought: a\n1. search("x")\nThought: b\n2. join()<END_OF_PLAN>',
@@ -168,6 +173,16 @@ def test_min_tasks_and_empty_tool_list() -> None:
     assert gbnf_matches(plan_grammar([]), "1. join()<END_OF_PLAN>")
 
 
+def test_untyped_arguments_take_any_literal() -> None:
+    g = plan_grammar([search, echo])
+    plan = _plan('search("a")', 'echo("b $1 c ${1}", {"k": [1, -2.5e3, None, True], 3: $1})')
+    assert gbnf_matches(g, plan)
+    # typed=False makes every argument untyped, as before schemas were read.
+    untyped = plan_grammar(TOOLS, typed=False)
+    assert gbnf_matches(untyped, _plan("search(query=[1, {'a': None}], max_results='x')"))
+    assert not gbnf_matches(untyped, _plan("search(q=1)"))
+
+
 def test_tool_without_arguments() -> None:
     g = plan_grammar([now])
     assert gbnf_matches(g, _plan("now()"))
@@ -177,9 +192,10 @@ def test_tool_without_arguments() -> None:
 def test_required_argument_after_optional_one() -> None:
     g = plan_grammar([raw])
     assert tool_signature(raw) == (["a", "b"], {"b"})
-    for ok in ("raw(b=1)", 'raw(a="x", b=1)', 'raw("x", 1)', 'raw("x", b=1)'):
+    # Keywords in schema order or required first: both are accepted.
+    for ok in ("raw(b=1)", 'raw(a="x", b=1)', 'raw("x", 1)', 'raw("x", b=1)', 'raw(b=1, a="x")'):
         assert gbnf_matches(g, _plan(ok)), ok
-    for bad in ('raw(a="x")', "raw()", 'raw("x")', 'raw(b=1, a="x")'):
+    for bad in ('raw(a="x")', "raw()", 'raw("x")', "raw(b=1, b=2)", 'raw(a="x", b=1, a="y")'):
         assert not gbnf_matches(g, _plan(bad)), bad
 
 
@@ -252,12 +268,17 @@ _values = st.recursive(
 )
 
 
+@pytest.fixture(scope="module")
+def untyped_grammar() -> str:
+    return plan_grammar([search, echo])
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(values=st.lists(_values, min_size=1, max_size=2))
-def test_python_literals_are_accepted(grammar: str, values: list[object]) -> None:
+def test_python_literals_are_accepted(untyped_grammar: str, values: list[object]) -> None:
     # repr() is exactly what a model imitating Python writes.
-    plan = _plan('search("x")', f"math({', '.join(repr(v) for v in values)})")
-    assert gbnf_matches(grammar, plan), plan
+    plan = _plan('search("x")', f"echo({', '.join(repr(v) for v in values)})")
+    assert gbnf_matches(untyped_grammar, plan), plan
 
 
 # --------------------------------------------------------------------------- joiner
