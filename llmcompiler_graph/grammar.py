@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from langchain_core.tools import BaseTool
+from pydantic import BaseModel
 
 __all__ = [
     "END_OF_PLAN",
@@ -153,7 +154,7 @@ def tool_signature(tool: BaseTool) -> tuple[list[str], set[str]]:
         schema = tool.tool_call_schema
         if isinstance(schema, dict):
             required = set(schema.get("required", []))
-        else:
+        elif isinstance(schema, type) and issubclass(schema, BaseModel):
             required = {n for n, f in schema.model_fields.items() if f.is_required()}
     except Exception:
         # Odd or broken schemas: still restrict names, just don't enforce required ones.
