@@ -295,3 +295,32 @@ async def test_one_item_per_dev_suite_on_the_local_model(local_server, bfcl_root
                 assert row["plan"]
             elif not row["answer"]:
                 assert not row["correct"]
+
+
+def test_accuracy_main_writes_json_and_table(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, by_question, capsys
+) -> None:
+    import langchain_openai
+
+    oracle = OracleModel(by_question=by_question)
+    seen: dict[str, Any] = {}
+
+    def fake_chat_openai(**kwargs: Any) -> OracleModel:
+        seen.update(kwargs)
+        return oracle
+
+    monkeypatch.setattr(langchain_openai, "ChatOpenAI", fake_chat_openai)
+    out = tmp_path / "acc.json"
+    code = bench_cli.main(
+        ["accuracy", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--suite",
+         "bfcl-parallel", "--sample", "2", "--seed", "5", "--json", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    assert seen["max_tokens"] == 512 and seen["temperature"] == 0
+    payload = json.loads(out.read_text())
+    assert payload["complete"] is True and payload["model"] == "m"
+    res = payload["results"]["bfcl-parallel"]
+    assert set(res) == {"llmcompiler", "native"}
+    assert all(r["accuracy"] == 1.0 and len(r["items"]) == 2 for r in res.values())
+    table = capsys.readouterr().out
+    assert "bfcl-parallel" in table and "100.0%" in table

@@ -259,6 +259,7 @@ async def evaluate_bfcl(
     item_timeout: float | None = 300.0,
     root: Path | None = None,
     log: Callable[[str], None] | None = None,
+    on_item: Callable[[str, dict[str, Any]], None] | None = None,
     **graph_options: Any,
 ) -> dict[str, dict[str, Any]]:
     """Run a BFCL suite on a seeded sample with each system and score it.
@@ -275,6 +276,8 @@ async def evaluate_bfcl(
         item_timeout: Seconds per item and system; a timeout scores as wrong.
         root: Extracted BFCL data (default: fetched once and cached).
         log: Called with one line per item and system.
+        on_item: Called with ``(system, row)`` after each item and system (e.g. to save
+            partial results of a long run).
         **graph_options: Further ``create_llm_compiler`` options.
 
     Returns:
@@ -297,6 +300,8 @@ async def evaluate_bfcl(
                 model, item, system, checker, grammar, item_timeout, graph_options
             )
             rows[system].append(row)
+            if on_item is not None:
+                on_item(system, row)
             if log is not None:
                 mark = "ok " if row["correct"] else "BAD"
                 why = row.get("error") or row.get("error_type") or ""
@@ -380,6 +385,7 @@ async def run_suite(
     grammar: Any = None,
     item_timeout: float | None = 300.0,
     log: Callable[[str], None] | None = None,
+    on_item: Callable[[str, dict[str, Any]], None] | None = None,
     **graph_options: Any,
 ) -> dict[str, dict[str, Any]]:
     """Run any suite; returns ``{system: result}`` (see the module docstring).
@@ -403,6 +409,7 @@ async def run_suite(
             grammar=grammar,
             item_timeout=item_timeout,
             log=log,
+            on_item=on_item,
             **graph_options,
         )
     module = _offline_qa()

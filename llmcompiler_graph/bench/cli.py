@@ -433,13 +433,26 @@ def parse_accuracy_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-async def _accuracy_run(args: argparse.Namespace, model: Any, log: Any) -> dict[str, Any]:
+async def _accuracy_run(
+    args: argparse.Namespace, model: Any, log: Any, save: Any
+) -> dict[str, Any]:
     from .accuracy import run_suite
 
     grammar = {"auto": None, "none": False}.get(args.grammar, args.grammar)
     results: dict[str, Any] = {}
     for suite in args.suites:
         log(f"accuracy: {suite}, sample={args.sample or 'all'}, seed={args.seed}")
+        partial: dict[str, list[dict[str, Any]]] = {}
+
+        def on_item(
+            system: str,
+            row: dict[str, Any],
+            suite: str = suite,
+            partial: dict[str, list[dict[str, Any]]] = partial,
+        ) -> None:
+            partial.setdefault(system, []).append(row)
+            save({**results, suite: {s: {"items": rows} for s, rows in partial.items()}}, False)
+
         results[suite] = await run_suite(
             model,
             suite,
@@ -449,6 +462,7 @@ async def _accuracy_run(args: argparse.Namespace, model: Any, log: Any) -> dict[
             grammar=grammar,
             item_timeout=args.timeout,
             log=log,
+            on_item=on_item,
         )
     return results
 
@@ -472,6 +486,28 @@ def accuracy_main(argv: list[str] | None = None) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     started = time.perf_counter()
+    label = args.model if args.remote else "local"
+
+    def save(results: dict[str, Any], complete: bool) -> None:
+        # Rewritten after every item, so a long run that is stopped keeps its rows.
+        if args.json is None:
+            return
+        payload = {
+            "model": label,
+            "base_url": args.base_url,
+            "complete": complete,
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "environment": {
+                "python": platform.python_version(),
+                "machine": platform.machine(),
+                "cpus": os.cpu_count(),
+            },
+            "results": results,
+            "elapsed_s": time.perf_counter() - started,
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
+
     server = None
     try:
         if args.remote:
@@ -485,7 +521,6 @@ def accuracy_main(argv: list[str] | None = None) -> int:
                 api_key=os.environ.get(args.api_key_env) or "not-needed",  # type: ignore[arg-type]
                 max_tokens=args.max_tokens,  # type: ignore[call-arg]
             )
-            label = args.model
         else:
             from llmcompiler_graph.local import LocalServer
 
@@ -495,7 +530,7 @@ def accuracy_main(argv: list[str] | None = None) -> int:
             model = server.chat_model(temperature=0, max_tokens=args.max_tokens)
             label = f"local {server.model_id}"
         try:
-            results = asyncio.run(_accuracy_run(args, model, log))
+            results = asyncio.run(_accuracy_run(args, model, log, save))
         except SuiteUnavailable as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -505,20 +540,7 @@ def accuracy_main(argv: list[str] | None = None) -> int:
     print(f"model: {label}")
     print(format_table(results))
     if args.json is not None:
-        payload = {
-            "model": label,
-            "base_url": args.base_url,
-            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "environment": {
-                "python": platform.python_version(),
-                "machine": platform.machine(),
-                "cpus": os.cpu_count(),
-            },
-            "results": results,
-            "elapsed_s": time.perf_counter() - started,
-        }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
+        save(results, True)
         print(f"wrote {args.json}")
     return 0
 
