@@ -1,4 +1,8 @@
-"""``llmcompiler-graph bench``: latency, cost and scale of LLMCompiler vs ReAct."""
+"""``llmcompiler-graph bench``: latency, cost and scale of LLMCompiler vs ReAct.
+
+``llmcompiler-graph bench accuracy ...`` runs the accuracy suites instead (BFCL function
+calling, offline QA; :mod:`llmcompiler_graph.bench.accuracy`).
+"""
 
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ from .systems import SYSTEMS, build_system
 from .tokens import get_counter, tokenizer_name
 from .tools import ToolWorld
 
-__all__ = ["main", "parse_args"]
+__all__ = ["accuracy_main", "main", "parse_accuracy_args", "parse_args"]
 
 
 def _csv(text: str) -> list[str]:
@@ -52,6 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="llmcompiler-graph bench",
         description="Compare llmcompiler-graph with ReAct on the paper's scenario shapes, "
         "under a simulated LLM latency model (default) or a real OpenAI-compatible endpoint.",
+        epilog="`llmcompiler-graph bench accuracy --help`: function-calling accuracy (BFCL) "
+        "and offline QA on a real model.",
     )
     p.add_argument(
         "--quick",
@@ -345,8 +351,204 @@ def _write_outputs(args: argparse.Namespace, res: dict[str, Any]) -> None:
     )
 
 
+# --------------------------------------------------------------------------- accuracy
+
+
+def parse_accuracy_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse ``llmcompiler-graph bench accuracy`` options.
+
+    Args:
+        argv: Arguments after ``accuracy``.
+
+    Returns:
+        The options; ``suites`` and ``systems`` are lists.
+    """
+    from .accuracy import DEV_SUITES, SUITES
+    from .accuracy import SYSTEMS as ACC_SYSTEMS
+
+    p = argparse.ArgumentParser(
+        prog="llmcompiler-graph bench accuracy",
+        description="Accuracy of LLMCompiler's planner+scheduler vs one native tool-calling "
+        "turn on BFCL (Berkeley Function Calling Leaderboard) items, scored by BFCL's own AST "
+        "checker, and the offline QA suite. Runs the local llama.cpp model unless "
+        "--base-url/--model name an OpenAI-compatible endpoint.",
+        epilog="Suites: "
+        + "; ".join(f"{n}: {s.description}" for n, s in SUITES.items())
+        + f". Develop on {', '.join(DEV_SUITES)} only; the others are for reporting.",
+    )
+    p.add_argument(
+        "--suite",
+        "--suites",
+        dest="suites",
+        type=_csv,
+        default=["bfcl-parallel"],
+        help="comma-separated suites (default bfcl-parallel)",
+    )
+    p.add_argument(
+        "--systems",
+        type=_csv,
+        default=list(ACC_SYSTEMS),
+        help=f"comma-separated, from {','.join(ACC_SYSTEMS)} (default: both)",
+    )
+    p.add_argument("--sample", type=int, default=None, help="items per suite (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
+    p.add_argument("--json", type=Path, default=None, help="write all results to this file")
+    model = p.add_argument_group("model (default: the local llama.cpp model)")
+    model.add_argument("--local", action="store_true", help="the local llama.cpp model")
+    model.add_argument(
+        "--gguf", type=Path, default=None, help="local GGUF model file (implies --local)"
+    )
+    model.add_argument("--n-ctx", type=int, default=4096, help="local context window")
+    model.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint")
+    model.add_argument("--model", default=None, help="model name at the endpoint")
+    model.add_argument(
+        "--api-key-env", default="OPENAI_API_KEY", help="environment variable with the API key"
+    )
+    model.add_argument(
+        "--max-tokens", type=int, default=512, help="output tokens per LLM call (default 512)"
+    )
+    model.add_argument(
+        "--grammar",
+        choices=["auto", "none", "llama.cpp", "vllm"],
+        default="auto",
+        help="LLMCompiler's planner grammar: auto follows the model (on for --local)",
+    )
+    model.add_argument("--timeout", type=float, default=300.0, help="seconds per item and system")
+    args = p.parse_args(argv)
+    if args.gguf is not None:
+        args.local = True
+    args.remote = bool(args.base_url or args.model)
+    if args.remote and not (args.base_url and args.model):
+        p.error("--base-url and --model go together")
+    if args.remote and args.local:
+        p.error("choose --local/--gguf or --base-url/--model, not both")
+    for s in args.suites:
+        if s not in SUITES:
+            p.error(f"unknown suite {s!r}; have {', '.join(SUITES)}")
+    for s in args.systems:
+        if s not in ACC_SYSTEMS:
+            p.error(f"unknown system {s!r}; have {', '.join(ACC_SYSTEMS)}")
+    if args.sample is not None and args.sample < 1:
+        p.error("--sample must be >= 1")
+    return args
+
+
+async def _accuracy_run(
+    args: argparse.Namespace, model: Any, log: Any, save: Any
+) -> dict[str, Any]:
+    from .accuracy import run_suite
+
+    grammar = {"auto": None, "none": False}.get(args.grammar, args.grammar)
+    results: dict[str, Any] = {}
+    for suite in args.suites:
+        log(f"accuracy: {suite}, sample={args.sample or 'all'}, seed={args.seed}")
+        partial: dict[str, list[dict[str, Any]]] = {}
+
+        def on_item(
+            system: str,
+            row: dict[str, Any],
+            suite: str = suite,
+            partial: dict[str, list[dict[str, Any]]] = partial,
+        ) -> None:
+            partial.setdefault(system, []).append(row)
+            save({**results, suite: {s: {"items": rows} for s, rows in partial.items()}}, False)
+
+        results[suite] = await run_suite(
+            model,
+            suite,
+            systems=args.systems,
+            sample=args.sample,
+            seed=args.seed,
+            grammar=grammar,
+            item_timeout=args.timeout,
+            log=log,
+            on_item=on_item,
+        )
+    return results
+
+
+def accuracy_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``llmcompiler-graph bench accuracy``.
+
+    Args:
+        argv: Arguments after ``accuracy``.
+
+    Returns:
+        Process exit code (2 when a suite is not available in this checkout).
+    """
+    import json
+
+    from .accuracy import SuiteUnavailable, format_table
+
+    args = parse_accuracy_args(argv)
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    label = args.model if args.remote else "local"
+
+    def save(results: dict[str, Any], complete: bool) -> None:
+        # Rewritten after every item, so a long run that is stopped keeps its rows.
+        if args.json is None:
+            return
+        payload = {
+            "model": label,
+            "base_url": args.base_url,
+            "complete": complete,
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "environment": {
+                "python": platform.python_version(),
+                "machine": platform.machine(),
+                "cpus": os.cpu_count(),
+            },
+            "results": results,
+            "elapsed_s": time.perf_counter() - started,
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
+
+    server = None
+    try:
+        if args.remote:
+            from langchain_openai import ChatOpenAI
+
+            model = ChatOpenAI(
+                base_url=args.base_url,
+                model=args.model,
+                temperature=0,
+                stream_usage=True,
+                api_key=os.environ.get(args.api_key_env) or "not-needed",  # type: ignore[arg-type]
+                max_tokens=args.max_tokens,  # type: ignore[call-arg]
+            )
+        else:
+            from llmcompiler_graph.local import LocalServer
+
+            server = LocalServer(args.gguf, n_ctx=args.n_ctx)
+            log("accuracy: starting the local llama.cpp server")
+            server.start()
+            model = server.chat_model(temperature=0, max_tokens=args.max_tokens)
+            label = f"local {server.model_id}"
+        try:
+            results = asyncio.run(_accuracy_run(args, model, log, save))
+        except SuiteUnavailable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    finally:
+        if server is not None:
+            server.stop()
+    print(f"model: {label}")
+    print(format_table(results))
+    if args.json is not None:
+        save(results, True)
+        print(f"wrote {args.json}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``llmcompiler-graph bench``.
+
+    ``bench accuracy ...`` is handed to :func:`accuracy_main`.
 
     Args:
         argv: Arguments after ``bench`` (default ``sys.argv[1:]``).
@@ -354,6 +556,9 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         Process exit code.
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "accuracy":
+        return accuracy_main(argv[1:])
     args = parse_args(argv)
     res = asyncio.run(_amain(args))
     _write_outputs(args, res)
