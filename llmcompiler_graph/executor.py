@@ -524,12 +524,36 @@ def describe_tools(tools: Mapping[str, ToolSpec]) -> str:
     for n, spec in enumerate(tools.values(), 1):
         tool = spec.tool
         params = []
+        required = _required_args(tool)
         for name, schema in tool.args.items():
             kind = _json_type(schema)
-            params.append(f"{name}: {kind}" if kind else name)
+            if isinstance(schema.get("enum"), list) and schema["enum"]:
+                kind = " | ".join(_literal(v) for v in schema["enum"])
+            text = f"{name}: {kind}" if kind else name
+            if name not in required:
+                # Optional arguments show their default: a small model that does not
+                # know an argument may be left out tends to invent a value for it.
+                text += f" = {_literal(schema.get('default'))}"
+            params.append(text)
         desc = " ".join((tool.description or "").split())
         lines.append(f"{n}. {tool.name}({', '.join(params)}): {desc}")
     return "\n".join(lines)
+
+
+def _literal(value: Any) -> str:
+    """``value`` as the plan syntax writes it (Python literals, double quotes)."""
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _required_args(tool: BaseTool) -> set[str]:
+    schema = tool.tool_call_schema
+    if isinstance(schema, dict):
+        return set(schema.get("required", []))
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        return {name for name, info in schema.model_fields.items() if info.is_required()}
+    return set(tool.args)
 
 
 def _json_type(schema: Mapping[str, Any]) -> str:
