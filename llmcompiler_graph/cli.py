@@ -98,6 +98,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "default qwen2.5-coder-0.5b)",
     )
     p.add_argument(
+        "--no-warm-start",
+        dest="warm_start",
+        action="store_false",
+        default=None,
+        help="local model: do not restore or save the planner prompt's KV cache",
+    )
+    p.add_argument(
         "--max-replans", type=_count(0), default=None, help="replans the joiner may ask for"
     )
     p.add_argument(
@@ -221,6 +228,8 @@ def _choose(args: argparse.Namespace, config: AgentConfig, injected: bool) -> _C
             profile = base.model_copy(update={"gguf": args.gguf or base.gguf})
         if getattr(args, "temperature", None) is not None:
             profile = profile.model_copy(update={"temperature": args.temperature})
+        if getattr(args, "warm_start", None) is False:
+            profile = profile.model_copy(update={"warm_start": False})
         label = "local llama.cpp"
     elif getattr(args, "model", None):
         base_profile = config.models.get(args.profile or "")
@@ -572,6 +581,8 @@ def run_ask(
             name = type(model).__name__
         return _ask_with(
             model,
+            server=server,
+            warm_start=isinstance(choice.profile, LocalModelProfile) and choice.profile.warm_start,
             question=question,
             label=f"{name} ({choice.label})",
             config=config,
@@ -597,9 +608,46 @@ def run_ask(
             print("Server: stopped", file=progress, flush=True)
 
 
+def planner_system_prompt(
+    model: BaseChatModel, tools: Sequence[Any], examples: Sequence[str] | None
+) -> str:
+    """The planner's system message for a graph built as :func:`_ask_with` builds it.
+
+    It is the static start of every planner prompt (tools, rules, few-shot plans), the
+    prefix whose KV cache a local server keeps on disk. Built with the planner's public
+    API exactly as :func:`~llmcompiler_graph.create_llm_compiler` builds the planner
+    (a test checks the text against what the planner really sends).
+    """
+    from llmcompiler_graph.executor import ToolSpec
+    from llmcompiler_graph.planner import Planner
+
+    planner = Planner(model, {t.name: ToolSpec(t) for t in tools}, examples=examples)
+    return planner.messages({"messages": []}, 1)[0].text
+
+
+def _warm_start(server: LocalServer, prefix: str, progress: TextIO) -> None:
+    """Restore (or build and save) the planner prompt's KV cache; never fails the run."""
+    result = server.warm_start(prefix)
+    if result.status == "restored":
+        text = (
+            f"planner prompt's KV cache ({result.tokens:,} tokens) restored in "
+            f"{result.seconds:.2f} s from {result.path}"
+        )
+    elif result.status == "saved":
+        text = (
+            f"planner prompt read ({result.tokens:,} tokens) in {result.seconds:.1f} s; its "
+            f"KV cache is saved for the next start at {result.path}"
+        )
+    else:
+        text = f"cold start: {result.note}"
+    print(f"Server: {text}", file=progress, flush=True)
+
+
 def _ask_with(
     model: BaseChatModel,
     *,
+    server: LocalServer | None = None,
+    warm_start: bool = False,
     question: str,
     label: str,
     config: AgentConfig,
@@ -614,12 +662,15 @@ def _ask_with(
 
     tools = build_tools(config.tool_sets[choice.tool_set], model)
     agent = config.agent
+    examples = config.examples_for(choice.tool_set) or None
+    if server is not None and warm_start:
+        _warm_start(server, planner_system_prompt(model, tools, examples), progress)
     graph = create_llm_compiler(
         model,
         tools,
         max_replans=max_replans,
         max_concurrency=max_concurrency,
-        examples=config.examples_for(choice.tool_set) or None,
+        examples=examples,
         tool_timeout=agent.tool_timeout,
         run_timeout=agent.run_timeout,
     ).compile()

@@ -39,7 +39,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 if TYPE_CHECKING:
     from langchain_openai import ChatOpenAI
@@ -53,6 +53,7 @@ __all__ = [
     "ModelFetchError",
     "ModelVerificationError",
     "SplitWheelModel",
+    "WarmStart",
     "WheelPart",
     "cached_model_path",
     "default_cache_dir",
@@ -540,6 +541,69 @@ def _keep_python_signal_handlers() -> Iterator[None]:
         _restore_signal_handlers(saved)
 
 
+#: Bump when what a KV-cache file depends on changes in a way the key does not capture.
+_KV_FORMAT = 1
+#: KV-cache files kept per directory (the newest); older ones belong to old prompts.
+_KV_KEEP = 8
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """What :meth:`LocalServer.warm_start` did.
+
+    Attributes:
+        status: ``"restored"`` (from ``path``), ``"saved"`` (the prefix was processed and
+            written to ``path``) or ``"cold"`` (processed, not saved; see ``note``).
+        path: The KV-cache file, if any.
+        tokens: Tokens restored, or prompt tokens processed.
+        seconds: Time taken.
+        note: Why the cache was not used or not saved.
+    """
+
+    status: Literal["restored", "saved", "cold"]
+    path: Path | None
+    tokens: int
+    seconds: float
+    note: str = ""
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _prune_kv_files(directory: Path) -> None:
+    """Keep the newest :data:`_KV_KEEP` manifests and the data files they name.
+
+    Data files no manifest names are removed once an hour old (a younger one may belong
+    to a process that has renamed its data but not yet its manifest), and so are
+    temporary files left by a crash.
+    """
+    try:
+        manifests = sorted(
+            directory.glob("*.kv.json"), key=lambda p: p.stat().st_mtime, reverse=True
+        )
+        for old in manifests[_KV_KEEP:]:
+            old.unlink(missing_ok=True)
+        named = set()
+        for manifest in manifests[:_KV_KEEP]:
+            with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+                named.add(json.loads(manifest.read_text())["file"])
+        cutoff = time.time() - 3600
+        for data in [*directory.glob("*.kv"), *directory.glob(".*.tmp")]:
+            if data.name not in named and data.stat().st_mtime < cutoff:
+                data.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 class LocalServer:
     """llama.cpp's OpenAI-compatible server, in-process, on 127.0.0.1.
 
@@ -563,6 +627,7 @@ class LocalServer:
         model_id: str | None = None,
         startup_timeout: float = 120.0,
         verbose: bool = False,
+        kv_cache_dir: Path | str | None = None,
     ) -> None:
         """Configure (but do not start) a server.
 
@@ -577,6 +642,8 @@ class LocalServer:
             model_id: Model name the server reports; default from the file name.
             startup_timeout: Seconds to wait for ``/health`` to answer 200.
             verbose: Keep llama.cpp's own logging (stderr) at info level.
+            kv_cache_dir: Where :meth:`warm_start` keeps saved KV caches; default a
+                ``kv-cache`` directory next to the model file.
         """
         if port is not None:
             _check_port(port)
@@ -596,6 +663,8 @@ class LocalServer:
         self._base_url: str | None = None
         self._lock = threading.Lock()
         self.startup_seconds: float | None = None
+        self._kv_cache_dir = Path(kv_cache_dir) if kv_cache_dir is not None else None
+        self._server_facts: dict[str, Any] = {}
 
     # -- properties
 
@@ -674,6 +743,20 @@ class LocalServer:
             params.n_parallel = self.n_parallel
             params.cpuparams.n_threads = threads
             params.cpuparams_batch.n_threads = threads
+            if self._kv_cache_dir is None:
+                self._kv_cache_dir = self._model_path.parent / "kv-cache"
+            # The /slots save and restore actions only touch files in this directory
+            # (llama.cpp's argument parser adds the trailing separator; do the same).
+            params.slot_save_path = str(self._kv_cache_dir) + os.sep
+            self._server_facts = {
+                "n_batch": params.n_batch,
+                "n_ubatch": params.n_ubatch,
+                "cache_type_k": int(params.cache_type_k),
+                "cache_type_v": int(params.cache_type_v),
+                "flash_attn_type": int(params.flash_attn_type),
+                "swa_full": bool(params.swa_full),
+                "xllamacpp": getattr(xllamacpp, "__version__", "?"),
+            }
             if not self.verbose:
                 params.verbosity = -1
 
@@ -776,6 +859,214 @@ class LocalServer:
     def __repr__(self) -> str:
         where = self._base_url or "stopped"
         return f"LocalServer({self.model_id!r}, {where})"
+
+    # -- warm starts
+
+    @property
+    def kv_cache_dir(self) -> Path | None:
+        """Where :meth:`warm_start` keeps KV-cache files (known once started)."""
+        return self._kv_cache_dir
+
+    def kv_cache_key(self, prefix: str) -> str:
+        """The hex key of the saved KV cache for ``prefix`` on this server.
+
+        It hashes everything the cached tensors depend on: the model file (its pinned
+        SHA-256 for a known model, else name, size and modification time), the exact
+        prefix text, the context and batch sizes, the cache types, flash attention and
+        the xllamacpp version. Change any of them and the key, hence the file, differs.
+
+        Raises:
+            RuntimeError: The server is not running.
+        """
+        if self._model_path is None or not self.running:
+            raise RuntimeError("LocalServer is not running; call start() first")
+        stat = self._model_path.stat()
+        known = _known_model_for(self._model_path)
+        if known is not None and stat.st_size == known.size:
+            model: dict[str, Any] = {"sha256": known.sha256}
+        else:
+            model = {"name": self._model_path.name, "size": stat.st_size, "mtime": stat.st_mtime_ns}
+        facts = {
+            "format": _KV_FORMAT,
+            "model": model,
+            "prefix": prefix,
+            "n_ctx": self.n_ctx,
+            "n_parallel": self.n_parallel,
+            **self._server_facts,
+        }
+        return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+    def warm_start(self, prefix: str, *, save: bool = True) -> WarmStart:
+        """Give every slot the KV cache of a static prompt prefix, from disk if possible.
+
+        ``prefix`` is a system message that starts many prompts (the planner's, with its
+        tools and examples). If a KV cache saved for exactly this prefix, model and
+        server settings (see :meth:`kv_cache_key`) exists in :attr:`kv_cache_dir`, it
+        is restored into each slot, so the next request that starts with the prefix only
+        processes the rest of its prompt. Otherwise the prefix is processed once (what the
+        first request would do anyway) and, with ``save``, its KV cache is written for
+        the next process.
+
+        On disk, per key: a data file ``<model>-<key>-<sha>.kv`` (llama.cpp's slot file)
+        and a manifest ``<model>-<key>.kv.json`` naming it with its size, SHA-256 and
+        token count. Both are written under temporary names and renamed into place, data
+        first, so concurrent processes and crashes never leave a torn file under a real
+        name; a restore happens only after the data file matches its manifest, because
+        llama.cpp aborts the whole process on a truncated slot file.
+
+        Never raises for a cache problem: a missing, corrupt or foreign file, a full disk
+        or a read-only directory is logged and the server simply starts cold.
+
+        Args:
+            prefix: The system message text, exactly as it will be sent.
+            save: Write the cache when none could be restored.
+
+        Returns:
+            What happened: ``"restored"``, ``"saved"`` or ``"cold"`` (with a note).
+
+        Raises:
+            RuntimeError: The server is not running.
+        """
+        key = self.kv_cache_key(prefix)
+        assert self._model_path is not None and self._kv_cache_dir is not None
+        directory = self._kv_cache_dir
+        stem = f"{self._model_path.stem}-{key[:32]}"
+        manifest_path = directory / f"{stem}.kv.json"
+        started = time.perf_counter()
+
+        def result(status: Any, path: Path | None, tokens: int, notes: list[str]) -> WarmStart:
+            return WarmStart(status, path, tokens, time.perf_counter() - started, "; ".join(notes))
+
+        notes: list[str] = []
+        if manifest_path.is_file():
+            try:
+                data_path, tokens = self._restore(manifest_path, key)
+                return result("restored", data_path, tokens, notes)
+            except Exception as exc:  # any failure means a cold start
+                notes.append(f"saved KV cache not used ({_describe(exc)}); starting cold")
+                logger.warning("warm start: %s: %s", manifest_path, notes[-1])
+                self._erase_slots()
+                with contextlib.suppress(OSError):
+                    manifest_path.unlink()
+        else:
+            notes.append("no saved KV cache for this model, prompt and server settings yet")
+        try:
+            tokens = self._prime(prefix)
+        except Exception as exc:
+            notes.append(f"could not process the prefix ahead ({_describe(exc)})")
+            logger.warning("warm start: %s", notes[-1])
+            return result("cold", None, 0, notes)
+        if not save:
+            return result("cold", None, tokens, notes)
+        try:
+            data_path = self._save(manifest_path, stem, key)
+        except Exception as exc:  # disk full, read-only directory...
+            notes.append(f"could not save the KV cache in {directory} ({_describe(exc)})")
+            logger.warning("warm start: %s", notes[-1])
+            return result("cold", None, tokens, notes)
+        for i in self._slots()[1:]:
+            with contextlib.suppress(Exception):
+                self._slot_action(i, "restore", data_path.name)
+        _prune_kv_files(directory)
+        return result("saved", data_path, tokens, notes)
+
+    def _restore(self, manifest_path: Path, key: str) -> tuple[Path, int]:
+        """Check the data file against its manifest, then restore it into every slot."""
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if manifest.get("key") != key:
+            raise ValueError("the manifest is for another key")
+        name = str(manifest["file"])
+        if Path(name).name != name or not name.endswith(".kv"):
+            raise ValueError(f"bad file name {name!r} in the manifest")
+        data_path = manifest_path.parent / name
+        size = data_path.stat().st_size
+        if size != manifest["size"]:
+            raise ValueError(f"{name} is {size:,} bytes, the manifest says {manifest['size']:,}")
+        if _file_sha256(data_path) != manifest["sha256"]:
+            raise ValueError(f"{name} does not match the SHA-256 in its manifest")
+        tokens = int(manifest["tokens"])
+        for i in self._slots():
+            restored = int(self._slot_action(i, "restore", name).get("n_restored") or 0)
+            if restored != tokens:
+                raise ValueError(f"restored {restored} tokens into slot {i}, expected {tokens}")
+        return data_path, tokens
+
+    def _save(self, manifest_path: Path, stem: str, key: str) -> Path:
+        """Save slot 0 to a data file and its manifest; returns the data file."""
+        directory = manifest_path.parent
+        directory.mkdir(parents=True, exist_ok=True)
+        unique = f"{os.getpid()}.{threading.get_ident()}.{time.monotonic_ns()}"
+        tmp = directory / f".{stem}.{unique}.tmp"
+        tmp_manifest = directory / f".{stem}.{unique}.json.tmp"
+        try:
+            # llama.cpp writes the file in place, hence the temporary name.
+            saved = self._slot_action(0, "save", tmp.name)
+            tokens = int(saved.get("n_saved") or 0)
+            size = tmp.stat().st_size
+            if tokens <= 0 or size != int(saved.get("n_written") or -1):
+                raise RuntimeError(f"incomplete save: {tokens} tokens, {size:,} bytes on disk")
+            digest = _file_sha256(tmp)
+            data_path = directory / f"{stem}-{digest[:16]}.kv"
+            os.replace(tmp, data_path)
+            manifest = {
+                "key": key,
+                "file": data_path.name,
+                "size": size,
+                "sha256": digest,
+                "tokens": tokens,
+                "model": self.model_id,
+                "n_ctx": self.n_ctx,
+                "created": time.time(),
+            }
+            tmp_manifest.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+            os.replace(tmp_manifest, manifest_path)
+            return data_path
+        finally:
+            for leftover in (tmp, tmp_manifest):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+
+    def _slots(self) -> list[int]:
+        return list(range(self.n_parallel))
+
+    def _post(self, path: str, body: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
+        request = urllib.request.Request(
+            self.root_url + path,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:300]
+            raise RuntimeError(f"HTTP {exc.code} from {path}: {detail}") from None
+
+    def _slot_action(self, slot: int, action: str, filename: str = "") -> dict[str, Any]:
+        body = {"filename": filename} if filename else {}
+        return self._post(f"/slots/{slot}?action={action}", body)
+
+    def _erase_slots(self) -> None:
+        for i in self._slots():
+            with contextlib.suppress(Exception):
+                self._slot_action(i, "erase")
+
+    def _prime(self, prefix: str) -> int:
+        """Process ``prefix`` as a system message on slot 0; returns the prompt tokens."""
+        reply = self._post(
+            "/v1/chat/completions",
+            {
+                "model": self.model_id,
+                "messages": [
+                    {"role": "system", "content": prefix},
+                    {"role": "user", "content": "."},
+                ],
+                "max_tokens": 1,
+                "temperature": 0,
+                "id_slot": 0,
+            },
+        )
+        return int((reply.get("usage") or {}).get("prompt_tokens") or 0)
 
     # -- clients
 

@@ -303,3 +303,70 @@ def test_local_model_option_errors(argv: list[str], capsys: pytest.CaptureFixtur
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "invalid choice" in err or "not allowed with" in err
+
+
+class _FakeServer:
+    """Stands in for LocalServer: records the prefix handed to warm_start."""
+
+    def __init__(self) -> None:
+        self.prefixes: list[str] = []
+
+    def warm_start(self, prefix: str) -> Any:
+        from llmcompiler_graph.local import WarmStart
+
+        self.prefixes.append(prefix)
+        return WarmStart("restored", Path("/cache/x.kv"), 1234, 0.05)
+
+
+def test_warm_start_prefix_is_the_planners_system_message() -> None:
+    # The prefix whose KV cache is kept must be exactly what the planner sends first.
+    config = load_agent_config()
+    model = ScriptedChatModel(replies=[PLAN, finish(ANSWER)])
+    server = _FakeServer()
+    args = build_parser().parse_args(["ask", QUESTION])
+    out, err = io.StringIO(), io.StringIO()
+    code = cli._ask_with(
+        model,
+        server=server,  # type: ignore[arg-type]
+        warm_start=True,
+        question=QUESTION,
+        label="scripted",
+        config=config,
+        choice=cli._Choice(None, "scripted", "offline"),
+        max_replans=0,
+        max_concurrency=None,
+        args=args,
+        out=out,
+        progress=err,
+    )
+    assert code == 0
+    system = model.calls[0][0]
+    assert system.type == "system"
+    assert server.prefixes == [system.text]
+    assert "Examples of good plans" in system.text and "lookup(" in system.text
+    assert "KV cache (1,234 tokens) restored in 0.05 s" in err.getvalue()
+    # Off: no warm start.
+    cli._ask_with(
+        ScriptedChatModel(replies=[PLAN, finish(ANSWER)]),
+        server=server,  # type: ignore[arg-type]
+        warm_start=False,
+        question=QUESTION,
+        label="scripted",
+        config=config,
+        choice=cli._Choice(None, "scripted", "offline"),
+        max_replans=0,
+        max_concurrency=None,
+        args=args,
+        out=io.StringIO(),
+        progress=io.StringIO(),
+    )
+    assert len(server.prefixes) == 1
+
+
+def test_no_warm_start_option() -> None:
+    config = load_agent_config()
+    parse = build_parser().parse_args
+    choice = cli._choose(parse(["ask", "q", "--local"]), config, False)
+    assert isinstance(choice.profile, LocalModelProfile) and choice.profile.warm_start
+    choice = cli._choose(parse(["ask", "q", "--local", "--no-warm-start"]), config, False)
+    assert isinstance(choice.profile, LocalModelProfile) and not choice.profile.warm_start

@@ -6,9 +6,12 @@ Run alone with ``pytest -m integration tests/test_local_llm.py -s`` to see the f
 
 from __future__ import annotations
 
+import json
 import re
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessageChunk, HumanMessage, SystemMessage
@@ -178,3 +181,42 @@ async def test_async_context_manager(local_model_path: Path) -> None:
         reply = await srv.chat_model(temperature=0, max_tokens=4).ainvoke("Say hi.")
         assert reply.content
     assert not srv.running
+
+
+def test_kv_cache_saved_then_restored_on_a_fresh_server(
+    local_model_path: Path, tmp_path: Path
+) -> None:
+    def ask(server: LocalServer) -> dict[str, Any]:
+        body = {
+            "messages": [
+                {"role": "system", "content": PLANNER_SYSTEM},
+                {"role": "user", "content": f"Question: {QUESTION}"},
+            ],
+            "max_tokens": 4,
+            "temperature": 0,
+        }
+        request = urllib.request.Request(
+            server.base_url + "/chat/completions",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=600) as resp:
+            return json.loads(resp.read())
+
+    with LocalServer(local_model_path, n_ctx=1024, kv_cache_dir=tmp_path) as first:
+        saved = first.warm_start(PLANNER_SYSTEM)
+    assert saved.status == "saved", saved
+    assert saved.path is not None and saved.path.parent == tmp_path and saved.tokens > 100
+    with LocalServer(local_model_path, n_ctx=1024, kv_cache_dir=tmp_path) as fresh:
+        restored = fresh.warm_start(PLANNER_SYSTEM)
+        assert (restored.status, restored.path) == ("restored", saved.path), restored
+        reply = ask(fresh)
+    assert reply["choices"][0]["message"]["content"]
+    # The system prompt's tokens came from the restored cache, not from prefill.
+    prompt_tokens = reply["usage"]["prompt_tokens"]
+    assert reply["timings"]["cache_n"] >= prompt_tokens - 40, reply["timings"]
+    print(
+        f"[local llm] KV cache: {saved.tokens} tokens saved in {saved.seconds:.2f}s, "
+        f"restored in {restored.seconds:.2f}s; next prompt: {reply['timings']['prompt_n']} "
+        f"of {prompt_tokens} tokens processed"
+    )
