@@ -665,6 +665,7 @@ class LocalServer:
         self.startup_seconds: float | None = None
         self._kv_cache_dir = Path(kv_cache_dir) if kv_cache_dir is not None else None
         self._server_facts: dict[str, Any] = {}
+        self._tool_call_prefill: str | None = None
 
     # -- properties
 
@@ -776,6 +777,7 @@ class LocalServer:
             except BaseException:
                 self._release()
                 raise
+            self._tool_call_prefill = self._detect_tool_call_prefill()
             self.startup_seconds = time.perf_counter() - started
             logger.info(
                 "llama.cpp server for %s up at %s in %.2fs",
@@ -784,6 +786,16 @@ class LocalServer:
                 self.startup_seconds,
             )
             return self
+
+    def _detect_tool_call_prefill(self) -> str | None:
+        """The chat template's tool-call opener, for forced calls (see ``chat_model``)."""
+        try:
+            template = str(self.props().get("chat_template") or "")
+        except (OSError, ValueError) as exc:
+            logger.info("could not read the chat template (%s); no tool-call prefill", exc)
+            return None
+        # Qwen2.5 and other Hermes-style templates: <tool_call>{"name": ..., ...}</tool_call>
+        return "<tool_call>\n" if "<tool_call>" in template else None
 
     def _wait_healthy(self, started: float) -> None:
         url = self.root_url + "/health"
@@ -1078,6 +1090,14 @@ class LocalServer:
         planner and joiner with GBNF grammars. Keyword arguments override the defaults;
         ``metadata`` is merged.
 
+        Tool calling (``bind_tools``) works natively where the model can do it: the
+        returned model (a ``ChatOpenAI`` subclass) prefills the chat template's call
+        opener when a call is forced (``tool_choice="required"``/``"any"``/a tool name),
+        so llama.cpp's tool-call grammar holds the model to the template's format; with
+        ``tool_choice="auto"`` a reply that is only JSON calls of bound tools (how the
+        small Qwen2.5-Coder models answer) is turned into ``tool_calls``. See
+        :mod:`llmcompiler_graph._local_chat`.
+
         Args:
             **kwargs: Any :class:`~langchain_openai.ChatOpenAI` field, e.g. ``temperature``.
 
@@ -1091,7 +1111,7 @@ class LocalServer:
             ...     llm.invoke("Answer:", extra_body={"grammar": grammar}).content
             'yes'
         """
-        from langchain_openai import ChatOpenAI
+        from llmcompiler_graph._local_chat import LocalChatOpenAI
 
         metadata = {**GRAMMAR_METADATA, **(kwargs.pop("metadata", None) or {})}
         options: dict[str, Any] = {
@@ -1101,9 +1121,10 @@ class LocalServer:
             "stream_usage": True,
             # A local server answers or fails at once; retries only hide errors.
             "max_retries": 0,
+            "tool_call_prefill": self._tool_call_prefill,
         }
         options.update(kwargs)
-        return ChatOpenAI(metadata=metadata, **options)
+        return LocalChatOpenAI(metadata=metadata, **options)
 
     def props(self) -> dict[str, Any]:
         """The server's ``/props`` (model, context size, default sampling settings)."""

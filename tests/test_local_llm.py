@@ -220,3 +220,33 @@ def test_kv_cache_saved_then_restored_on_a_fresh_server(
         f"restored in {restored.seconds:.2f}s; next prompt: {reply['timings']['prompt_n']} "
         f"of {prompt_tokens} tokens processed"
     )
+
+
+@tool
+def get_weather(city: str) -> str:
+    """Get the current weather in a city."""
+    return ""
+
+
+@tool
+def get_population(country: str) -> str:
+    """Get the population of a country."""
+    return ""
+
+
+def test_native_tool_calls(local_server: LocalServer) -> None:
+    # Structure, not content: the 0.5B model picks its own calls.
+    tools = [get_weather, get_population]
+    required = {"get_weather": {"city"}, "get_population": {"country"}}
+    llm = local_server.chat_model(temperature=0, max_tokens=80)
+    question = "What is the weather in Paris, and what is the population of Japan?"
+    for choice in ("any", "auto"):
+        reply = llm.bind_tools(tools, tool_choice=choice).invoke(question)
+        assert reply.tool_calls, (choice, reply.content)
+        for call in reply.tool_calls:
+            assert call["name"] in required, call
+            assert set(call["args"]) >= required[call["name"]], call
+            assert call["id"]
+        how = "from JSON text" if reply.response_metadata.get("tool_calls_from_text") else "native"
+        calls = [(c["name"], c["args"]) for c in reply.tool_calls]
+        print(f"[local llm] tool_choice={choice}: {calls} ({how})")
