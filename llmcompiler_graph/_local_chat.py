@@ -12,6 +12,8 @@ generated from the template, does not read as a call.
   template's format from the first token and the server returns real ``tool_calls``
   (parallel ones included). A named tool is sent as ``"required"`` with only that tool,
   and ``parallel_tool_calls`` off, since llama.cpp takes ``tool_choice`` as a string.
+  llama.cpp's grammar still allows more calls, so with a named tool or
+  ``parallel_tool_calls=False`` only the first call is kept (not when streaming).
 * **Automatic calls** (``tool_choice`` absent or ``"auto"``): the model may answer or
   call, so nothing is forced. When the reply has no ``tool_calls`` but consists only of
   JSON objects ``{"name": <a bound tool>, "arguments": {...}}`` (in ```` ```json ````
@@ -121,15 +123,28 @@ def _forces_a_call(tool_choice: Any) -> bool:
     return isinstance(tool_choice, Mapping)
 
 
+def _single_call_wanted(kwargs: Mapping[str, Any]) -> bool:
+    return kwargs.get("parallel_tool_calls") is False or isinstance(
+        kwargs.get("tool_choice"), Mapping
+    )
+
+
 def _recover(message: BaseMessage, kwargs: Mapping[str, Any]) -> BaseMessage:
     """``message`` with its JSON-text tool calls turned into ``tool_calls`` (if any)."""
-    if not isinstance(message, AIMessage) or message.tool_calls or not kwargs.get("tools"):
+    if not isinstance(message, AIMessage) or not kwargs.get("tools"):
+        return message
+    if message.tool_calls:
+        # llama.cpp's grammar allows several calls even with parallel_tool_calls off.
+        if len(message.tool_calls) > 1 and _single_call_wanted(kwargs):
+            return message.model_copy(update={"tool_calls": message.tool_calls[:1]})
         return message
     if _forces_a_call(kwargs.get("tool_choice")) or kwargs.get("tool_choice") == "none":
         return message
     calls = tool_calls_from_text(message.text, _tool_names(kwargs))
     if calls is None:
         return message
+    if _single_call_wanted(kwargs):
+        calls = calls[:1]
     return message.model_copy(
         update={
             "content": "",

@@ -132,3 +132,20 @@ def test_auto_calls_written_as_json_are_recovered() -> None:
         result = ChatResult(generations=[ChatGeneration(message=AIMessage(text_))])
         message = LocalChatOpenAI._recover_result(result, kw).generations[0].message
         assert message.content == text_ and not message.tool_calls  # type: ignore[attr-defined]
+
+
+def test_one_call_when_one_is_asked_for() -> None:
+    calls = [
+        {"name": "get_population", "args": {"country": c}, "id": c, "type": "tool_call"}
+        for c in ("Japan", "France")
+    ]
+    llm = _llm()
+    for bind, expected in [
+        ({"tool_choice": "get_population"}, 1),
+        ({"tool_choice": "any", "parallel_tool_calls": False}, 1),
+        ({"tool_choice": "any"}, 2),
+    ]:
+        kwargs = llm.bind_tools(TOOLS, **bind).kwargs  # type: ignore[attr-defined]
+        result = ChatResult(generations=[ChatGeneration(message=AIMessage("", tool_calls=calls))])
+        message = LocalChatOpenAI._recover_result(result, kwargs).generations[0].message
+        assert [c["id"] for c in message.tool_calls] == ["Japan", "France"][:expected]  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ Run alone with ``pytest -m integration tests/test_local_llm.py -s`` to see the f
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 import urllib.request
@@ -65,6 +66,10 @@ Question: What is the population of France divided by the population of Spain?
 """
 QUESTION = "Which is taller, the Eiffel Tower or the Statue of Liberty, and by how many meters?"
 
+# Sampled plans per mode in test_plan_grammar_validity: 2 prove the path; raise it
+# (LLMCOMPILER_LOCAL_SAMPLES=10) for the free-form vs grammar figures.
+SAMPLES = int(os.environ.get("LLMCOMPILER_LOCAL_SAMPLES", "2"))
+
 _TASK = re.compile(r"(\d+)\. (search|math)\((.*)\)")
 _JOIN = re.compile(r"(\d+)\. join\(\)<END_OF_PLAN>")
 
@@ -114,7 +119,7 @@ def test_stream_with_usage_and_max_tokens(local_server: LocalServer) -> None:
 
 
 def test_decode_speed(local_server: LocalServer) -> None:
-    llm = local_server.chat_model(temperature=0, max_tokens=128)
+    llm = local_server.chat_model(temperature=0, max_tokens=48)
     started = time.perf_counter()
     reply = llm.invoke("Write a long story about a dragon who learns to code.")
     elapsed = time.perf_counter() - started
@@ -144,15 +149,18 @@ def test_plan_grammar_validity(local_server: LocalServer) -> None:
     for mode in ("free-form", "grammar"):
         kwargs = grammar_request_kwargs(grammar, "llama.cpp") if mode == "grammar" else {}
         started = time.perf_counter()
-        texts = [str(llm.invoke(messages, seed=seed, **kwargs).content) for seed in range(5)]
-        seconds[mode] = (time.perf_counter() - started) / 5
+        texts = [str(llm.invoke(messages, seed=seed, **kwargs).content) for seed in range(SAMPLES)]
+        seconds[mode] = (time.perf_counter() - started) / SAMPLES
         plans[mode] = texts
         counts[mode] = sum(plan_is_valid(t) for t in texts)
-        print(f"[local llm] {mode}: {counts[mode]}/5 valid plans, {seconds[mode]:.2f}s per plan")
+        print(
+            f"[local llm] {mode}: {counts[mode]}/{SAMPLES} valid plans, "
+            f"{seconds[mode]:.2f}s per plan"
+        )
     for text in plans["grammar"]:
         assert plan_is_valid(text), text
         assert gbnf_matches(grammar, text), text
-    assert counts["grammar"] == 5
+    assert counts["grammar"] == SAMPLES
 
 
 def test_joiner_grammar_output(local_server: LocalServer) -> None:
