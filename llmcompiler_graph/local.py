@@ -70,6 +70,10 @@ logger = logging.getLogger(__name__)
 #: Environment variable that overrides the directory models are cached in.
 CACHE_ENV_VAR = "LLMCOMPILER_GRAPH_CACHE"
 
+#: Seconds the local chat model waits for a streamed chunk (langchain-openai's default,
+#: 120 s, is shorter than a cold long prompt takes on a slow or busy CPU).
+LOCAL_STREAM_CHUNK_TIMEOUT = 1800.0
+
 #: Metadata the core reads to turn grammar-constrained decoding on by default.
 GRAMMAR_METADATA: dict[str, Any] = {"llmcompiler_graph": {"grammar": "llama.cpp"}}
 
@@ -1121,6 +1125,9 @@ class LocalServer:
             "stream_usage": True,
             # A local server answers or fails at once; retries only hide errors.
             "max_retries": 0,
+            # The first chunk comes after the whole prompt is read: on a busy 2-core CPU
+            # a cold planner prompt took over 120 s, langchain-openai's default limit.
+            "stream_chunk_timeout": LOCAL_STREAM_CHUNK_TIMEOUT,
             "tool_call_prefill": self._tool_call_prefill,
         }
         options.update(kwargs)

@@ -242,6 +242,15 @@ def test_server_not_started() -> None:
         LocalServer(port=70000)
 
 
+def test_chat_model_settings() -> None:
+    server = LocalServer("/nonexistent.gguf")
+    server._base_url = "http://127.0.0.1:9/v1"  # as if started
+    llm = server.chat_model(temperature=0)
+    assert llm.stream_chunk_timeout == local.LOCAL_STREAM_CHUNK_TIMEOUT > 120
+    assert llm.max_retries == 0 and llm.stream_usage is True
+    assert server.chat_model(stream_chunk_timeout=5).stream_chunk_timeout == 5
+
+
 # ------------------------------------------------------------------ warm starts
 # llama.cpp's /slots actions are replaced by a fake that writes and reads files the
 # same way (in the slot directory, under the name given), so every failure mode runs
