@@ -65,7 +65,12 @@ def tool_calls_from_text(text: str, tool_names: Sequence[str]) -> list[dict[str,
         True
     """
     pieces: list[str] = []
-    rest = _BLOCK.sub(lambda m: pieces.append(m["fenced"] or m["tagged"] or "") or "", text)
+
+    def take(match: re.Match[str]) -> str:
+        pieces.append(match["fenced"] or match["tagged"] or "")
+        return ""
+
+    rest = _BLOCK.sub(take, text)
     if rest.strip():
         if pieces:
             return None

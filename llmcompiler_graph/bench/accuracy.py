@@ -156,7 +156,7 @@ async def run_llmcompiler_item(
     usage: Mapping[str, int] = {}
     task_errors: list[str] = []
     stream = graph.astream({"messages": item.chat_messages()}, stream_mode="updates")
-    async with aclosing(stream):
+    async with aclosing(stream):  # type: ignore[type-var]
         async for update in stream:
             planner = update.get("planner")
             if planner:
