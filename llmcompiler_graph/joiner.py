@@ -22,22 +22,28 @@ from langchain_core.runnables import RunnableConfig
 from llmcompiler_graph._clock import now
 from llmcompiler_graph._sync import in_sync_run, run_sync
 from llmcompiler_graph.executor import run_in_thread
-from llmcompiler_graph.planner import conversation, render_round
+from llmcompiler_graph.planner import conversation, format_number, render_round
 from llmcompiler_graph.state import LLMCompilerState, usage_of
 
 JOINER_SYSTEM_PROMPT = """\
-You are the final step of a tool-using assistant. A planner split the user's \
-question into tool calls, and they have run; you see each call and its \
-observation (errors included). Decide whether they are enough to answer.
+You answer the user's question from the results of tool calls. A planner chose the \
+calls and they have run; you see each call and its observation (errors included).
 
 Reply in exactly this form:
-Thought: <your reasoning about the observations, one short paragraph>
-Action: Finish(<the answer to the user's question>)
-or
-Action: Replan(<what is missing or went wrong, so the planner can fix it>)
+Thought: <one short sentence: the observed values that answer the question>
+Action: Finish(<the answer>)
 
-Answer with Finish whenever the observations suffice; give the answer itself, \
-directly and concisely. Use Replan only if new tool calls would help."""
+Only if a needed result is missing or failed, reply instead:
+Thought: <what went wrong>
+Action: Replan(<what the new plan must do>)
+
+The answer in Finish:
+- is short: the name, number or Yes/No first, then a few words, e.g. \
+Finish(Lake Alpha, by 12 metres) or Finish(No, it is 40 metres shorter).
+- copies numbers as the observations write them, with their unit.
+- takes the number the question asks for from the last math observation, as it is: \
+never write a calculation such as 120 - 108 or (3 + 5) / 2 in the answer.
+- says which is larger, taller or earlier only after comparing the two observed values."""
 
 MUST_FINISH = (
     "No more replanning is possible: reply with Action: Finish(...) and the best "
@@ -125,6 +131,12 @@ class Joiner:
             parts.append(f"Plan {rnd['round'] + 1} and its observations:\n{body}")
             if rnd.get("action") == "replan":
                 parts.append(f"You asked for a new plan because: {rnd.get('reason', '')}")
+        ranking = rank_records(state.get("results") or [])
+        if ranking:
+            parts.append(ranking)
+        question = _last_question(state["messages"])
+        if question:
+            parts.append(f"Question: {question}")
         if must_finish:
             parts.append(MUST_FINISH)
         return [
@@ -184,6 +196,53 @@ class Joiner:
 
     def node(self, state: LLMCompilerState, config: RunnableConfig) -> dict[str, Any]:
         return run_sync(self.anode(state, config))
+
+
+def rank_records(results: Any) -> str:
+    """Numeric facts of the same attribute, in order, so a small model need not compare.
+
+    A result that is a record with ``entity``, ``attribute`` and a numeric ``value``
+    (an offline ``lookup``) is ranked against the others of its attribute; years read
+    earliest first, other values largest first.
+
+    Example:
+        >>> rows = [{"ok": True, "value": {"entity": e, "attribute": "height", "value": v,
+        ...          "unit": "metres"}} for e, v in (("A", 300), ("B", 450))]
+        >>> rank_records(rows)
+        'Ranked by height, largest first: B 450 metres; A 300 metres.'
+    """
+    groups: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for result in results:
+        value = result.get("value") if result.get("ok", True) else None
+        if not isinstance(value, Mapping):
+            continue
+        number, entity, attribute = value.get("value"), value.get("entity"), value.get("attribute")
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            continue
+        if isinstance(entity, str) and isinstance(attribute, str):
+            groups.setdefault(attribute, {})[entity] = value
+    lines = []
+    for attribute, records in groups.items():
+        if len(records) < 2:
+            continue
+        years = all(r.get("unit") == "year" for r in records.values())
+        ordered = sorted(records.values(), key=lambda r: r["value"], reverse=not years)
+        shown = "; ".join(
+            f"{r['entity']} {r['value'] if years else format_number(r['value'])}"
+            + ("" if years or not r.get("unit") else f" {r['unit']}")
+            for r in ordered
+        )
+        order = "earliest first" if years else "largest first"
+        lines.append(f"Ranked by {attribute}, {order}: {shown}.")
+    return "\n".join(lines)
+
+
+def _last_question(messages: Any) -> str:
+    """The user's latest message, repeated after the observations for a small model."""
+    for message in reversed(list(messages or ())):
+        if isinstance(message, HumanMessage):
+            return " ".join(message.text.split())
+    return ""
 
 
 def _room_for_another_round(config: RunnableConfig) -> bool:

@@ -186,3 +186,46 @@ def test_evaluate_reports_items_accuracy_and_tokens() -> None:
         }
     assert result["seconds_per_item"] >= 0
     assert isinstance(result["input_tokens"], int) and isinstance(result["output_tokens"], int)
+
+
+# --------------------------------------------------------------------------- what the LLMs read
+
+
+def test_observations_read_as_sentences_and_plain_numbers() -> None:
+    from llmcompiler_graph.planner import format_number, observation_text
+
+    fact = OfflineKnowledgeBase.default().lookup("Canada", "population")
+    assert observation_text({"ok": True, "value": fact, "content": "{}"}) == fact["text"]
+    assert observation_text({"ok": True, "value": 13_000_000, "content": "13000000"}) == (
+        "13,000,000"
+    )
+    assert observation_text({"ok": True, "value": 828 / 330, "content": "2.509"}) == "2.51"
+    # Errors, booleans and other shapes read as the tool's own text.
+    assert observation_text({"ok": False, "value": None, "content": "ToolException: no"}) == (
+        "ToolException: no"
+    )
+    assert observation_text({"ok": True, "value": True, "content": "True"}) == "True"
+    hits = [{"title": "t", "url": "u", "content": "c"}]
+    assert observation_text({"ok": True, "value": hits, "content": "[...]"}) == "[...]"
+    assert format_number(1989.3333) == "1,989.33" and format_number(0.5) == "0.5"
+
+
+def test_the_joiner_reads_the_question_after_the_observations() -> None:
+    from langchain_core.messages import HumanMessage
+
+    from llmcompiler_graph.graph import create_llm_compiler
+    from llmcompiler_graph.tools import offline_tools
+
+    plan = (
+        '1. lookup(entity="Canada", attribute="population")\n'
+        '2. math(problem="c1 / 2", context=[$1])\n3. join()<END_OF_PLAN>'
+    )
+    model = ScriptedChatModel(replies=[plan, finish("20,000,000")])
+    graph = create_llm_compiler(model, offline_tools()).compile()
+    question = "What is half of the population of Canada?"
+    out = asyncio.run(graph.ainvoke({"messages": [HumanMessage(question)]}))
+    assert out["messages"][-1].text == "20,000,000"
+    shown = model.calls[-1][-1].text
+    assert "Observation: The population of Canada is about 40,000,000 people" in shown
+    assert "Observation: 20,000,000" in shown
+    assert shown.rstrip().endswith(f"Question: {question}")
