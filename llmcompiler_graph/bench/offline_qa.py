@@ -283,6 +283,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="order of the questions")
     parser.add_argument("--only", default=None, help="comma-separated item ids")
     parser.add_argument("--json", type=Path, default=None, help="write the result here")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="llama.cpp threads (default: all cores)"
+    )
+    parser.add_argument(
+        "--slots",
+        type=int,
+        default=2,
+        help="llama.cpp slots (2: planner and joiner prompts both stay cached; 1: as the CLI runs)",
+    )
     args = parser.parse_args(argv)
     if not (args.local or args.gguf):
         parser.error("only --local is supported here; call evaluate() for other models")
@@ -290,7 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from llmcompiler_graph.local import LocalServer, ensure_default_model
 
     profile = load_agent_config().models.get("local")
-    options: dict[str, Any] = {"temperature": 0.0}
+    # On a busy CPU the first chunk may take minutes: wait rather than fail the item.
+    options: dict[str, Any] = {"temperature": 0.0, "stream_chunk_timeout": None}
     n_ctx = 4096
     if profile is not None and getattr(profile, "provider", "") == "local":
         options["temperature"] = profile.temperature
@@ -298,7 +308,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if profile.max_tokens is not None:
             options["max_tokens"] = profile.max_tokens
     path = args.gguf.expanduser() if args.gguf else ensure_default_model()
-    server = LocalServer(path, n_ctx=n_ctx).start()
+    # One slot per role: the planner's and the joiner's prompts each keep their cached
+    # prefix (system prompt, examples) from question to question. Each slot gets the
+    # profile's context window.
+    server = LocalServer(
+        path, n_ctx=n_ctx * args.slots, n_parallel=args.slots, n_threads=args.threads
+    ).start()
     try:
         model = server.chat_model(**options)
         items = load_items(limit=args.limit, seed=args.seed)
@@ -324,6 +339,10 @@ def _print_row(row: Mapping[str, Any]) -> None:
     error = f"  ({row['error']})" if row.get("error") else ""
     line = f"{mark} {row['seconds']:5.1f}s {row['id']:<22} {row['answer']!r}{wrong}{error}"
     print(line, flush=True)
+    if not row["correct"]:
+        for rnd in row.get("rounds") or ():
+            for text in (rnd["plan"], rnd["joiner"]):
+                print("      | " + "\n      | ".join(str(text).splitlines()), flush=True)
 
 
 if __name__ == "__main__":  # pragma: no cover
