@@ -30,20 +30,24 @@ You answer the user's question from the results of tool calls. A planner chose t
 calls and they have run; you see each call and its observation (errors included).
 
 Reply in exactly this form:
-Thought: <one short sentence: the observed values that answer the question>
+Thought: <the values that decide the answer, compared>
 Action: Finish(<the answer>)
 
 Only if a needed result is missing or failed, reply instead:
 Thought: <what went wrong>
 Action: Replan(<what the new plan must do>)
 
+Example. Question: Which is taller, Tower A or Tower B, and by how much?
+Observations: Tower A is 300 metres. Tower B is 450 metres. The math result is 150.
+Thought: Tower B (450) is larger than Tower A (300), and the math result is 150.
+Action: Finish(Tower B is taller than Tower A, by 150 metres)
+
 The answer in Finish:
-- is short: the name, number or Yes/No first, then a few words, e.g. \
-Finish(Lake Alpha, by 12 metres) or Finish(No, it is 40 metres shorter).
-- copies numbers as the observations write them, with their unit.
+- repeats the conclusion of your Thought in a few words (Yes/No first for a yes/no \
+question).
 - takes the number the question asks for from the last math observation, as it is: \
 never write a calculation such as 120 - 108 or (3 + 5) / 2 in the answer.
-- says which is larger, taller or earlier only after comparing the two observed values."""
+- copies names and numbers as the observations write them, with their unit."""
 
 MUST_FINISH = (
     "No more replanning is possible: reply with Action: Finish(...) and the best "
@@ -131,12 +135,12 @@ class Joiner:
             parts.append(f"Plan {rnd['round'] + 1} and its observations:\n{body}")
             if rnd.get("action") == "replan":
                 parts.append(f"You asked for a new plan because: {rnd.get('reason', '')}")
-        ranking = rank_records(state.get("results") or [])
-        if ranking:
-            parts.append(ranking)
         question = _last_question(state["messages"])
         if question:
             parts.append(f"Question: {question}")
+        ranking = rank_records(state.get("results") or [])
+        if ranking:
+            parts.append(ranking)
         if must_finish:
             parts.append(MUST_FINISH)
         return [
@@ -202,14 +206,14 @@ def rank_records(results: Any) -> str:
     """Numeric facts of the same attribute, in order, so a small model need not compare.
 
     A result that is a record with ``entity``, ``attribute`` and a numeric ``value``
-    (an offline ``lookup``) is ranked against the others of its attribute; years read
-    earliest first, other values largest first.
+    (an offline ``lookup``) is ranked against the others of its attribute, its ends
+    labelled: years earliest first, other values largest first.
 
     Example:
         >>> rows = [{"ok": True, "value": {"entity": e, "attribute": "height", "value": v,
         ...          "unit": "metres"}} for e, v in (("A", 300), ("B", 450))]
         >>> rank_records(rows)
-        'Ranked by height, largest first: B 450 metres; A 300 metres.'
+        'Ranked by height: B 450 metres (largest); A 300 metres (smallest).'
     """
     groups: dict[str, dict[str, Mapping[str, Any]]] = {}
     for result in results:
@@ -227,13 +231,15 @@ def rank_records(results: Any) -> str:
             continue
         years = all(r.get("unit") == "year" for r in records.values())
         ordered = sorted(records.values(), key=lambda r: r["value"], reverse=not years)
-        shown = "; ".join(
+        shown = [
             f"{r['entity']} {r['value'] if years else format_number(r['value'])}"
             + ("" if years or not r.get("unit") else f" {r['unit']}")
             for r in ordered
-        )
-        order = "earliest first" if years else "largest first"
-        lines.append(f"Ranked by {attribute}, {order}: {shown}.")
+        ]
+        first, last = ("earliest", "latest") if years else ("largest", "smallest")
+        shown[0] += f" ({first})"
+        shown[-1] += f" ({last})"
+        lines.append(f"Ranked by {attribute}: {'; '.join(shown)}.")
     return "\n".join(lines)
 
 

@@ -58,6 +58,8 @@ Rules:
 lists and dicts; positional, or as name=value.
 - To use the result of an earlier task, write $N, e.g. context=[$1, $2]. Inside \
 a string, $N is replaced by that result's text.
+- Get every fact the answer depends on. For "the X of the largest/earliest of A \
+and B", get that quantity and X for each of A and B.
 - Use only the tools listed above. If none of them helps, write only the join line.
 - You may write `Thought: ...` on its own line before a task to reason briefly.
 - Finish with `N. join()` and then {end_marker}.{examples}"""
