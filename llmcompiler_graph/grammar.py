@@ -942,7 +942,12 @@ def _prune(grammar: str) -> str:
 # --------------------------------------------------------------------------- joiner grammar
 
 
-def joiner_grammar(*, multiline_answer: bool = False, max_thought_chars: int | None = 300) -> str:
+def joiner_grammar(
+    *,
+    multiline_answer: bool = False,
+    max_thought_chars: int | None = 300,
+    plain_answer: bool = True,
+) -> str:
     """A GBNF grammar for the joiner's decision.
 
     Admits ``Thought: <one line>`` then ``Action: Finish(<answer>)`` or
@@ -952,6 +957,9 @@ def joiner_grammar(*, multiline_answer: bool = False, max_thought_chars: int | N
     Args:
         multiline_answer: Let the ``Finish`` answer span several lines.
         max_thought_chars: Longest ``Thought:`` text; ``None`` for unbounded.
+        plain_answer: The ``Finish`` answer states results, not working: no ``=``, and
+            no ``+ - * / ^`` right after a number (``16,000,000`` and ``Bong Joon-ho``
+            pass; ``84 - 68``, ``(508 + 452) / 2`` and ``1976-1975=1`` cannot be written).
 
     Returns:
         The grammar text; its start rule is ``root``.
@@ -963,12 +971,25 @@ def joiner_grammar(*, multiline_answer: bool = False, max_thought_chars: int | N
         False
     """
     answer = r"[^\n]" if not multiline_answer else r"[^\x00]"
+    excluded = r"\n" if not multiline_answer else r"\x00"
+    finish = [rf'finish ::= "Finish(" {answer}+ ")"']
+    if plain_answer:
+        # Text (anything but digits and "=") and numbers alternate; a number is followed
+        # by the end or by (spaces and) a character that is not an operator.
+        finish = [
+            r'finish ::= "Finish(" answer ")"',
+            r"answer ::= text tail | number after",
+            r'tail ::= number after | ""',
+            rf'after ::= [ ]* [^{excluded}0-9 =+*/^\-] text? tail | ""',
+            rf"text ::= [^{excluded}0-9=]+",
+            r"number ::= [0-9] [0-9.,]*",
+        ]
     return (
         "\n".join(
             [
                 f'root ::= "Thought: " {_line(max_thought_chars)} "\\n" "Action: " action',
                 "action ::= finish | replan",
-                rf'finish ::= "Finish(" {answer}+ ")"',
+                *finish,
                 r'replan ::= "Replan(" [^\n]* ")"',
             ]
         )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -40,6 +40,7 @@ from llmcompiler_graph.planner import (
     Prompt,
     check_prompt,
     conversation,
+    format_number,
     render_round,
     system_message,
     truncate,
@@ -47,18 +48,28 @@ from llmcompiler_graph.planner import (
 from llmcompiler_graph.state import LLMCompilerState, TokenEvent, add_usage, usage_of
 
 JOINER_SYSTEM_PROMPT = """\
-You are the final step of a tool-using assistant. A planner split the user's \
-question into tool calls, and they have run; you see each call and its \
-observation (errors included). Decide whether they are enough to answer.
+You answer the user's question from the results of tool calls. A planner chose the \
+calls and they have run; you see each call and its observation (errors included).
 
 Reply in exactly this form:
-Thought: <your reasoning about the observations, one short paragraph>
-Action: Finish(<the answer to the user's question>)
-or
-Action: Replan(<what is missing or went wrong, so the planner can fix it>)
+Thought: <the values that decide the answer, compared>
+Action: Finish(<the answer>)
 
-Answer with Finish whenever the observations suffice; give the answer itself, \
-directly and concisely. Use Replan only if new tool calls would help."""
+Only if a needed result is missing or failed, reply instead:
+Thought: <what went wrong>
+Action: Replan(<what the new plan must do>)
+
+Example. Question: Which is taller, Tower A or Tower B, and by how much?
+Observations: Tower A is 300 metres. Tower B is 450 metres. The math result is 150.
+Thought: Tower B (450) is larger than Tower A (300), and the math result is 150.
+Action: Finish(Tower B is taller than Tower A, by 150 metres)
+
+The answer in Finish:
+- repeats the conclusion of your Thought in a few words (Yes/No first for a yes/no \
+question).
+- takes the number the question asks for from the last math observation, as it is: \
+never write a calculation such as 120 - 108 or (3 + 5) / 2 in the answer.
+- copies names and numbers as the observations write them, with their unit."""
 
 # Tags on the model calls, for those who want the raw plan and reply tokens
 # (``astream_events``, tracing); the answer's own stream carries ANSWER_TAG.
@@ -167,6 +178,12 @@ class Joiner:
             parts.append(f"Plan {rnd['round'] + 1} and its observations:\n{body}")
             if rnd.get("action") == "replan":
                 parts.append(f"You asked for a new plan because: {rnd.get('reason', '')}")
+        question = _last_question(state["messages"])
+        if question:
+            parts.append(f"Question: {question}")
+        ranking = rank_records(state.get("results") or [])
+        if ranking:
+            parts.append(ranking)
         if must_finish:
             parts.append(MUST_FINISH)
         return [
@@ -299,6 +316,55 @@ class Joiner:
 
     def node(self, state: LLMCompilerState, config: RunnableConfig) -> dict[str, Any]:
         return run_sync(self.anode(state, config))
+
+
+def rank_records(results: Any) -> str:
+    """Numeric facts of the same attribute, in order, so a small model need not compare.
+
+    A result that is a record with ``entity``, ``attribute`` and a numeric ``value``
+    (an offline ``lookup``) is ranked against the others of its attribute, its ends
+    labelled: years earliest first, other values largest first.
+
+    Example:
+        >>> rows = [{"ok": True, "value": {"entity": e, "attribute": "height", "value": v,
+        ...          "unit": "metres"}} for e, v in (("A", 300), ("B", 450))]
+        >>> rank_records(rows)
+        'Ranked by height: B 450 metres (largest); A 300 metres (smallest).'
+    """
+    groups: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for result in results:
+        value = result.get("value") if result.get("ok", True) else None
+        if not isinstance(value, Mapping):
+            continue
+        number, entity, attribute = value.get("value"), value.get("entity"), value.get("attribute")
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            continue
+        if isinstance(entity, str) and isinstance(attribute, str):
+            groups.setdefault(attribute, {})[entity] = value
+    lines = []
+    for attribute, records in groups.items():
+        if len(records) < 2:
+            continue
+        years = all(r.get("unit") == "year" for r in records.values())
+        ordered = sorted(records.values(), key=lambda r: r["value"], reverse=not years)
+        shown = [
+            f"{r['entity']} {r['value'] if years else format_number(r['value'])}"
+            + ("" if years or not r.get("unit") else f" {r['unit']}")
+            for r in ordered
+        ]
+        first, last = ("earliest", "latest") if years else ("largest", "smallest")
+        shown[0] += f" ({first})"
+        shown[-1] += f" ({last})"
+        lines.append(f"Ranked by {attribute}: {'; '.join(shown)}.")
+    return "\n".join(lines)
+
+
+def _last_question(messages: Any) -> str:
+    """The user's latest message, repeated after the observations for a small model."""
+    for message in reversed(list(messages or ())):
+        if isinstance(message, HumanMessage):
+            return " ".join(message.text.split())
+    return ""
 
 
 class _OutOfTime(Exception):

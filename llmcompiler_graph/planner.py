@@ -74,6 +74,8 @@ Rules:
 lists and dicts; positional, or as name=value.
 - To use the result of an earlier task, write $N, e.g. context=[$1, $2]. Inside \
 a string, $N is replaced by that result's text.
+- Get every fact the answer depends on. For "the X of the largest/earliest of A \
+and B", get that quantity and X for each of A and B.
 - Use only the tools listed above. If none of them helps, write only the join line.
 - You may write `Thought: ...` on its own line before a task to reason briefly.
 - Finish with `N. join()` and then {end_marker}.{examples}"""
@@ -186,7 +188,7 @@ def render_round(
         if result is None:
             lines.append("   Observation: (not run)")
         else:
-            lines.append(f"   Observation: {truncate(result['content'], max_chars)}")
+            lines.append(f"   Observation: {truncate(observation_text(result), max_chars)}")
     # Past MAX_NOTES_SHOWN, the first ones and the last (which may say why the
     # planner stopped reading) are shown, with a count of those left out.
     hidden = max(0, len(notes) - MAX_NOTES_SHOWN)
@@ -198,6 +200,63 @@ def render_round(
         text = truncate(note["text"], max_chars)
         lines.append(f"(planner output not run: {text!r} — {note['reason']})")
     return "\n".join(lines) if lines else "(the plan had no tasks)"
+
+
+def observation_text(result: Mapping[str, Any]) -> str:
+    """A task's result as the LLMs read it: plain sentences and plainly written numbers.
+
+    A record with a ``"text"`` sentence (an offline ``lookup``) reads as that sentence,
+    and a list of such records as their sentences; a
+    number reads with thousands separators and at most two decimals (``16,000,000``,
+    ``2.51``), so a small model copies it instead of miscounting digits. Anything else,
+    and every error, reads as the result's text.
+
+    Example:
+        >>> observation_text({"ok": True, "value": 16000000, "content": "16000000"})
+        '16,000,000'
+        >>> observation_text({"ok": True, "value": {"value": 3, "text": "It is 3."},
+        ...                   "content": "{...}"})
+        'It is 3.'
+    """
+    value = result.get("value")
+    if not result.get("ok", True) or value is None:
+        return str(result.get("content", ""))
+    if isinstance(value, bool):
+        return str(result.get("content", ""))
+    if isinstance(value, (int, float)):
+        return format_number(value)
+    if isinstance(value, Mapping) and isinstance(value.get("text"), str):
+        return str(value["text"])
+    if isinstance(value, (list, tuple)) and value and all(_sentence(v) for v in value):
+        return " ".join(_sentence(v) or "" for v in value)
+    return str(result.get("content", ""))
+
+
+def _sentence(value: Any) -> str | None:
+    if isinstance(value, Mapping) and isinstance(value.get("text"), str):
+        return str(value["text"])
+    return None
+
+
+def format_number(value: float) -> str:
+    """A number for a reader: thousands separators, at most two decimals (four below 1).
+
+    Example:
+        >>> format_number(16000000), format_number(586.5), format_number(828 / 330)
+        ('16,000,000', '586.5', '2.51')
+        >>> format_number(-0.012345), format_number(2.0), format_number(float("inf"))
+        ('-0.01235', '2', 'inf')
+    """
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return str(value)
+        if value.is_integer() and abs(value) < 1e15:
+            value = int(value)
+        elif abs(value) >= 1:
+            return f"{round(value, 2):,}"
+        else:
+            return f"{value:.4g}"
+    return f"{value:,}"
 
 
 def truncate(text: str, max_chars: int | None) -> str:

@@ -77,7 +77,7 @@ async def test_run_streams_node_updates_and_task_events(server_url: str) -> None
     state = await client.threads.get_state(thread["thread_id"])
     answer = state["values"]["messages"][-1]
     assert answer["type"] == "ai"
-    assert "84,000,000" in answer["content"] and "-16000000" in answer["content"]
+    assert "84,000,000" in answer["content"] and "-16,000,000" in answer["content"]
     assert [r["idx"] for r in state["values"]["results"]] != []
 
 
