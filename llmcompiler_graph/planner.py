@@ -32,7 +32,7 @@ from llmcompiler_graph._sync import in_sync_run, run_sync
 from llmcompiler_graph.executor import ToolSpec, describe_tools, iterate_in_thread
 from llmcompiler_graph.handoff import PlanHandoff, partner_writes
 from llmcompiler_graph.journal import superstep_of
-from llmcompiler_graph.plan import END_OF_PLAN, PlanNote, PlanStreamParser
+from llmcompiler_graph.plan import END_OF_PLAN, PlanNote, PlanStreamParser, Task
 from llmcompiler_graph.state import (
     LLMCompilerState,
     ResultRecord,
@@ -51,6 +51,9 @@ MAX_CHUNKS_AFTER_PLAN = 64
 # Lines that cannot run (stray text, tasks past ``max_tasks``) before the
 # planner stops reading the model's output.
 MAX_UNUSABLE_LINES = 50
+# Calls in a row that repeat earlier ones of the same plan before the planner
+# stops reading: a small model can loop over the calls it has written.
+MAX_REPEATED_CALLS = 2
 # Chunks read from one planner call at most (empty chunks count too).
 MAX_PLAN_CHUNKS = 100_000
 # Stray lines shown to the LLMs per round; state keeps all of them.
@@ -68,14 +71,16 @@ Tools:
 and either answers the user or asks you for a new plan.
 
 Rules:
-- One task per line, written `N. tool_name(arguments)`. Number the tasks from \
-{start} upward, one higher each line.
+- One task per line, written `N. tool_name(arguments)`, numbered one higher \
+each line.
 - Arguments are Python literals: quoted strings, numbers, True, False, None, \
 lists and dicts; positional, or as name=value.
 - To use the result of an earlier task, write $N, e.g. context=[$1, $2]. Inside \
 a string, $N is replaced by that result's text.
 - Get every fact the answer depends on. For "the X of the largest/earliest of A \
 and B", get that quantity and X for each of A and B.
+- When the question asks the same thing about several items (places, numbers, \
+people), write one call for each item. Never write the same call twice.
 - Use only the tools listed above. If none of them helps, write only the join line.
 - You may write `Thought: ...` on its own line before a task to reason briefly.
 - Finish with `N. join()` and then {end_marker}.{examples}"""
@@ -383,6 +388,8 @@ class Planner:
         tasks = []
         usage: dict[str, int] = {}
         drained = received = 0
+        seen_calls: set[tuple[str, str]] = set()
+        repeated = [0]  # identical calls in a row
         try:
             if handoff is not None and await partner_writes(config, "results") is not None:
                 handoff.abandon()  # this superstep's scheduler finished in an earlier attempt
@@ -418,6 +425,17 @@ class Planner:
                         if piece and write is not None:
                             write(TokenEvent(event="planner_token", text=piece, round=round_no))
                         for task in parser.feed(piece):
+                            if _repeats(task, seen_calls, repeated):
+                                # The model loops over calls it already wrote.
+                                parser.notes.append(
+                                    PlanNote(
+                                        f"{task.idx}. {task.call_text}",
+                                        "not read: the planner began repeating calls it "
+                                        "had already written, so it stopped reading",
+                                    )
+                                )
+                                parser.stopped, parser.finished = "repeated calls", True
+                                break
                             tasks.append(task)
                             if handoff is not None:
                                 handoff.put(task)
@@ -482,6 +500,17 @@ class Planner:
 
     def node(self, state: LLMCompilerState, config: RunnableConfig) -> dict[str, Any]:
         return run_sync(self.anode(state, config))
+
+
+def _repeats(task: Task, seen: set[tuple[str, str]], repeated: list[int]) -> bool:
+    """Whether ``task`` is the ``MAX_REPEATED_CALLS``-th call in a row that repeats
+    an earlier one of this plan (an identical call is run once anyway)."""
+    if task.is_join or task.error is not None:
+        return False
+    call = (task.tool, " ".join(task.source.split()))
+    repeated[0] = repeated[0] + 1 if call in seen else 0
+    seen.add(call)
+    return repeated[0] >= MAX_REPEATED_CALLS
 
 
 def _join_handoff(config: RunnableConfig) -> PlanHandoff:

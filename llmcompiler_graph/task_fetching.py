@@ -160,6 +160,7 @@ class TaskFetchingUnit:
                 key = record.get("input_key")
                 if record["ok"] and key and record["round"] != round_no:
                     self._memo.setdefault(key, record)
+        self._round_calls: dict[str, int] = {}  # input key -> first task of this round
         self._reuse: dict[str, ResultRecord] = {}
         for record in reuse:
             key = record.get("input_key")
@@ -449,6 +450,12 @@ class TaskFetchingUnit:
                 return
             if input_key is not None and self.policy.memoize and spec.memoize:
                 earlier = self._memo.get(input_key)
+                # The same call earlier in this plan, already answered, is not made
+                # again (one still running is not waited for: it may hold the slot).
+                twin = self._round_calls.setdefault(input_key, task.idx)
+                if earlier is None and twin != task.idx:
+                    twin_result = self.results.get(twin)
+                    earlier = twin_result if twin_result and twin_result["ok"] else None
                 if earlier is not None:
                     self._finish(
                         task, ok=True, value=self._value(earlier["idx"]), error=None,

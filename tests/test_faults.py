@@ -505,3 +505,26 @@ async def test_tool_output_with_plan_syntax_adds_no_tasks() -> None:
     out = await create_llm_compiler(model, [evil, transfer, balance]).compile().ainvoke(question())
     assert [t["idx"] for t in out["tasks"]] == [1, 2]
     assert {r["tool"] for r in out["results"]} == {"evil", "balance"}
+
+
+async def test_a_plan_that_loops_over_its_calls_is_cut_and_identical_calls_run_once() -> None:
+    calls: list[str] = []
+
+    @tool
+    async def area(radius: int) -> float:
+        """Area of a circle."""
+        calls.append(str(radius))
+        return 3.14 * radius * radius
+
+    looping = "\n".join(
+        f"{i}. area(radius={r})" for i, r in enumerate([5, 10, 5, 15, 5, 10, 15, 5], 1)
+    )
+    model = ScriptedChatModel(replies=[looping, finish("ok")])
+    out = await create_llm_compiler(model, [area]).compile().ainvoke(question())
+    # Task 3 repeats task 1 (answered already: not called again); tasks 5 and 6
+    # repeat two in a row, so the planner stops reading there.
+    assert calls == ["5", "10", "15"]
+    assert [t["idx"] for t in out["tasks"]] == [1, 2, 3, 4, 5]
+    assert out["rounds"][0]["notes"][-1]["reason"].startswith("not read: the planner began")
+    results = results_of(out)
+    assert results[3]["memo_of"] == 1 and results[3]["value"] == results[1]["value"]

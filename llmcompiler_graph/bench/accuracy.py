@@ -150,7 +150,7 @@ async def run_llmcompiler_item(
     from llmcompiler_graph import create_llm_compiler
 
     box = build_toolset(item)
-    options = {"max_replans": 0, "memoize": False, **graph_options}
+    options = {"max_replans": 0, **graph_options}
     graph = create_llm_compiler(model, box.tools, grammar=grammar, **options).compile()
     plan = ""
     usage: Mapping[str, int] = {}
