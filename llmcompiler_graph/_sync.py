@@ -23,6 +23,8 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from langgraph.config import get_stream_writer
+
 T = TypeVar("T")
 
 _sync_run: contextvars.ContextVar[bool] = contextvars.ContextVar(
@@ -135,3 +137,11 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         if (task := holder.get("task")) is not None:
             loop.call_soon_threadsafe(task.cancel)
         raise
+
+
+def stream_writer() -> Any:
+    """The run's custom stream writer, or ``None`` outside a graph run."""
+    try:
+        return get_stream_writer()
+    except RuntimeError:
+        return None

@@ -29,11 +29,10 @@ from langchain_core.messages import (
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import merge_configs
-from langgraph.config import get_stream_writer
 from langgraph.constants import TAG_NOSTREAM
 
 from llmcompiler_graph._clock import now
-from llmcompiler_graph._sync import in_sync_run, run_sync
+from llmcompiler_graph._sync import in_sync_run, run_sync, stream_writer
 from llmcompiler_graph.executor import iterate_in_thread
 from llmcompiler_graph.journal import Journal
 from llmcompiler_graph.planner import (
@@ -114,13 +113,17 @@ def parse_joiner_reply(text: str) -> JoinerDecision:
         rest = text[last.end() :]
         close = rest.rfind(")")
         content = (rest[:close] if close >= 0 else rest).strip()
-        kind = "finish" if last.group(1).lower() == "finish" else "replan"
+        kind: Literal["finish", "replan"] = (
+            "finish" if last.group(1).lower() == "finish" else "replan"
+        )
         return JoinerDecision(kind, content, thought)
     loose = list(_ACTION_NO_PAREN.finditer(text))
     if loose:
         last = loose[-1]
-        kind = "finish" if last.group(1).lower() == "finish" else "replan"
-        return JoinerDecision(kind, last.group(2).strip(), thought)
+        loose_kind: Literal["finish", "replan"] = (
+            "finish" if last.group(1).lower() == "finish" else "replan"
+        )
+        return JoinerDecision(loose_kind, last.group(2).strip(), thought)
     # No action at all: the reply is the answer (minus a leading Thought label).
     answer = text.strip()
     if thought_match and thought_match.start() == text.find("Thought"):
@@ -269,7 +272,7 @@ class Joiner:
         # a chat UI shows the answer alone. Filter for the tag to see it all.
         raw_config = merge_configs(config, {"tags": [JOINER_TAG, TAG_NOSTREAM]})
         round_no = len(state.get("rounds") or []) - 1
-        write = _writer() if self.token_events else None
+        write = stream_writer() if self.token_events else None
         relay = _AnswerRelay.start(config, answer_id)
         text: list[str] = []
         usage: dict[str, int] = {}
@@ -473,10 +476,3 @@ class _RelayHandle:
         except asyncio.CancelledError:
             if not self._task.cancelled():
                 raise
-
-
-def _writer() -> Any:
-    try:
-        return get_stream_writer()
-    except RuntimeError:  # outside a graph run
-        return None

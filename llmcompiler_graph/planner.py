@@ -24,11 +24,10 @@ from langchain_core.messages import (
 )
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import merge_configs
-from langgraph.config import get_stream_writer
 from langgraph.constants import TAG_NOSTREAM
 
 from llmcompiler_graph._clock import now
-from llmcompiler_graph._sync import in_sync_run, run_sync
+from llmcompiler_graph._sync import in_sync_run, run_sync, stream_writer
 from llmcompiler_graph.executor import ToolSpec, describe_tools, iterate_in_thread
 from llmcompiler_graph.handoff import PlanHandoff, partner_writes
 from llmcompiler_graph.journal import superstep_of
@@ -398,7 +397,7 @@ class Planner:
             # The plan's tokens stay out of the ``messages`` stream (a chat UI shows
             # the answer alone); they come as ``planner_token`` custom events.
             raw_config = merge_configs(config, {"tags": [PLANNER_TAG, TAG_NOSTREAM]})
-            write = _writer() if self.token_events else None
+            write = stream_writer() if self.token_events else None
             stream = (
                 iterate_in_thread(lambda: model.stream(messages, raw_config))
                 if in_sync_run()
@@ -518,10 +517,3 @@ def _join_handoff(config: RunnableConfig) -> PlanHandoff:
     if step is None:
         raise RuntimeError("the planner node runs only inside a LangGraph run")
     return PlanHandoff.open(step, "planner")
-
-
-def _writer() -> Any:
-    try:
-        return get_stream_writer()
-    except RuntimeError:  # outside a graph run
-        return None

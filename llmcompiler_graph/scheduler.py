@@ -20,11 +20,10 @@ from contextlib import aclosing
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.config import get_stream_writer
 from langgraph.types import interrupt
 
 from llmcompiler_graph._clock import now
-from llmcompiler_graph._sync import run_sync
+from llmcompiler_graph._sync import run_sync, stream_writer
 from llmcompiler_graph.executor import ToolSpec
 from llmcompiler_graph.handoff import PlanHandoff, partner_writes
 from llmcompiler_graph.journal import Journal, superstep_of
@@ -32,7 +31,6 @@ from llmcompiler_graph.plan import Task
 from llmcompiler_graph.state import LLMCompilerState, ResultRecord
 from llmcompiler_graph.task_fetching import (
     APPROVAL_REQUEST,
-    Emit,
     SchedulingPolicy,
     TaskFetchingUnit,
 )
@@ -123,7 +121,7 @@ class Scheduler:
             prior={**{r["idx"]: r for r in earlier}, **(journaled if same_plan else {})},
             reuse=() if same_plan else journaled.values(),
             round_no=round_no,
-            emit=_writer(),
+            emit=stream_writer(),
             journal=journal,
             state=state,
         )
@@ -216,13 +214,6 @@ def _tasks_of(records: Iterable[Mapping[str, Any]] | None, round_no: int) -> lis
 
 def _plan_text(tasks: Iterable[Task]) -> str:
     return "\n".join(f"{t.idx}. {t.tool}({t.source})" for t in tasks if not t.is_join)
-
-
-def _writer() -> Emit | None:
-    try:
-        return get_stream_writer()
-    except RuntimeError:  # called outside a graph run
-        return None
 
 
 __all__ = ["APPROVAL_REQUEST", "DEADLINE_REACHED", "Scheduler"]

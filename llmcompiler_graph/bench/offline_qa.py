@@ -295,14 +295,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not (args.local or args.gguf):
         parser.error("only --local is supported here; call evaluate() for other models")
-    from llmcompiler_graph.config import load_agent_config
+    from llmcompiler_graph.config import LocalModelProfile, load_agent_config
     from llmcompiler_graph.local import LocalServer, ensure_default_model
 
     profile = load_agent_config().models.get("local")
     # On a busy CPU the first chunk may take minutes: wait rather than fail the item.
     options: dict[str, Any] = {"temperature": 0.0, "stream_chunk_timeout": None}
     n_ctx = 4096
-    if profile is not None and getattr(profile, "provider", "") == "local":
+    if isinstance(profile, LocalModelProfile):
         options["temperature"] = profile.temperature
         n_ctx = profile.n_ctx
         if profile.max_tokens is not None:
