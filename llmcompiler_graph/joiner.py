@@ -1,9 +1,11 @@
 """The joiner: reads every observation and either answers or asks for a new plan.
 
 Its reply is ``Thought: ...`` then ``Action: Finish(<answer>)`` or
-``Action: Replan(<reason>)``. The argument runs to the *last* ``)`` so answers
-such as ``Finish(Star Wars (film))`` survive; a reply that does not parse is
-taken as the answer itself. Replanning is bounded: after ``max_replans`` replans
+``Action: Replan(<reason>)``. The argument runs to the ``)`` that balances the
+action's own ``(`` (to the last ``)`` when the parentheses do not balance), so
+answers such as ``Finish(Star Wars (film))`` survive and text a small model runs
+on with after its answer is dropped (the joiner stops reading there); a reply
+that does not parse is taken as the answer itself. Replanning is bounded: after ``max_replans`` replans
 the joiner is told it must finish, and a Replan it still sends becomes the
 answer (its reason, else its thought) with no further model call.
 """
@@ -98,6 +100,24 @@ class JoinerDecision:
     thought: str
 
 
+def closing_paren(text: str) -> int | None:
+    """Index of the ``)`` that closes an already open ``(``, or ``None``.
+
+    Example:
+        >>> closing_paren("Star Wars (film)). More")
+        16
+    """
+    depth = 0
+    for i, char in enumerate(text):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                return i
+    return None
+
+
 def parse_joiner_reply(text: str) -> JoinerDecision:
     """Parse a joiner reply; never raises.
 
@@ -111,7 +131,12 @@ def parse_joiner_reply(text: str) -> JoinerDecision:
     if actions:
         last = actions[-1]
         rest = text[last.end() :]
-        close = rest.rfind(")")
+        # The answer ends at the ")" that balances "Action: Finish(" (so Star Wars
+        # (film) survives, and text a model runs on with after it is not the answer);
+        # with unbalanced parentheses, at the last ")".
+        close = closing_paren(rest)
+        if close is None:
+            close = rest.rfind(")")
         content = (rest[:close] if close >= 0 else rest).strip()
         kind: Literal["finish", "replan"] = (
             "finish" if last.group(1).lower() == "finish" else "replan"
@@ -296,6 +321,10 @@ class Joiner:
                             if piece and write is not None:
                                 write(TokenEvent(event="joiner_token", text=piece, round=round_no))
                             relay.feed(piece)
+                            if relay.complete:
+                                # Anything after the answer's closing parenthesis is a
+                                # small model running on: stop generating.
+                                break
             except TimeoutError:
                 if not limit.expired():
                     raise
@@ -427,6 +456,7 @@ class _RelayHandle:
         self._sent = 0  # characters of the answer relayed so far
         self._close = -1  # position of the last ")" after the start
         self._done = False
+        self.complete = False  # the Finish answer's closing parenthesis has arrived
 
     def feed(self, piece: str) -> None:
         if not piece or self._done:
@@ -449,9 +479,15 @@ class _RelayHandle:
         later = _ANY_ACTION.search(self._text, max(self._start, offset - 16))
         if later is not None:
             limit, self._done = later.start(), True
-        close = self._text.rfind(")", max(offset, self._start), limit)
-        if close >= 0:
-            self._close = close
+        balanced = closing_paren(self._text[self._start : limit])
+        if balanced is not None:
+            # The answer is complete: its closing parenthesis has arrived.
+            limit, self._done, self.complete = self._start + balanced, True, True
+            self._close = limit
+        else:
+            close = self._text.rfind(")", max(offset, self._start), limit)
+            if close >= 0:
+                self._close = close
         end = self._close if self._close >= self._start else self._start
         if end - self._start > self._sent:
             self._put(self._text[self._start + self._sent : end])

@@ -82,3 +82,12 @@ def test_huge_reply_parses() -> None:
     text = "Thought: " + "(" * 200_000 + "\nAction: Finish(" + "x)" * 200_000
     d = parse_joiner_reply(text)
     assert d.action == "finish"
+
+
+def test_the_answer_ends_at_the_parenthesis_that_closes_finish() -> None:
+    runaway = "Thought: ok\nAction: Finish(Star Wars (film)). The answer is: Star Wars (film))"
+    assert parse_joiner_reply(runaway).content == "Star Wars (film)"
+    unbalanced = "Thought: ok\nAction: Finish(smile :) please)"
+    assert parse_joiner_reply(unbalanced).content == "smile :"
+    open_only = "Thought: ok\nAction: Finish(about 16 (rounded)"
+    assert parse_joiner_reply(open_only).content == "about 16 (rounded"
