@@ -5,9 +5,10 @@ Its reply is ``Thought: ...`` then ``Action: Finish(<answer>)`` or
 action's own ``(`` (to the last ``)`` when the parentheses do not balance), so
 answers such as ``Finish(Star Wars (film))`` survive and text a small model runs
 on with after its answer is dropped (the joiner stops reading there); a reply
-that does not parse is taken as the answer itself. Replanning is bounded: after ``max_replans`` replans
-the joiner is told it must finish, and a Replan it still sends becomes the
-answer (its reason, else its thought) with no further model call.
+that does not parse is taken as the answer itself. Replanning is bounded: after
+``max_replans`` replans the joiner is told it must finish, and a Replan it still
+sends becomes the answer (its reason, else its thought) with no further model
+call.
 """
 
 from __future__ import annotations
