@@ -39,6 +39,7 @@ from llmcompiler_graph._sync import in_sync_run, run_sync, stream_writer
 from llmcompiler_graph.executor import iterate_in_thread
 from llmcompiler_graph.journal import Journal
 from llmcompiler_graph.planner import (
+    MAX_CHUNKS_AFTER_PLAN,
     Prompt,
     check_prompt,
     conversation,
@@ -315,17 +316,22 @@ class Joiner:
                         else model.astream(messages, raw_config)
                     )
                     async with aclosing(stream):  # type: ignore[type-var]
+                        after = 0
                         async for chunk in stream:
                             piece = chunk.text if isinstance(chunk, BaseMessage) else str(chunk)
                             add_usage(usage, usage_of(chunk))
+                            if relay.complete:
+                                # Past the answer's closing parenthesis a small model runs
+                                # on: read a few chunks for the usage that comes last, then
+                                # stop generating.
+                                after += 1
+                                if after > MAX_CHUNKS_AFTER_PLAN:
+                                    break
+                                continue
                             text.append(piece)
                             if piece and write is not None:
                                 write(TokenEvent(event="joiner_token", text=piece, round=round_no))
                             relay.feed(piece)
-                            if relay.complete:
-                                # Anything after the answer's closing parenthesis is a
-                                # small model running on: stop generating.
-                                break
             except TimeoutError:
                 if not limit.expired():
                     raise
