@@ -436,17 +436,46 @@ _BUILTIN: dict[str, Any] = {
 _BUILTIN_EXAMPLES: dict[str, list[str]] = {
     "offline": [
         """\
-Question: Which film came out earlier, Jaws or The Godfather, and how many years apart?
-1. lookup(entity="Jaws", attribute="release year")
-2. lookup(entity="The Godfather", attribute="release year")
+Question: What is the capital of Brazil?
+1. lookup(entity="Brazil", attribute="capital")
+2. join()<END_OF_PLAN>""",
+        """\
+Question: Which is taller, the CN Tower or the Lotte World Tower, and by how many metres?
+1. lookup(entity="CN Tower", attribute="height")
+2. lookup(entity="Lotte World Tower", attribute="height")
 3. math(problem="abs(c1 - c2)", context=[$1, $2])
 4. join()<END_OF_PLAN>""",
         """\
-Question: Which is taller, Taipei 101 or the Shanghai Tower, and by how many metres?
-1. lookup(entity="Taipei 101", attribute="height")
-2. lookup(entity="Shanghai Tower", attribute="height")
-3. math(problem="abs(c1 - c2)", context=[$1, $2])
+Question: What is the combined population of Brazil, Mexico and Egypt?
+1. lookup(entity="Brazil", attribute="population")
+2. lookup(entity="Mexico", attribute="population")
+3. lookup(entity="Egypt", attribute="population")
+4. math(problem="c1 + c2 + c3", context=[$1, $2, $3])
+5. join()<END_OF_PLAN>""",
+        """\
+Question: What is the average founding year of Intel and Netflix?
+1. lookup(entity="Intel", attribute="founded")
+2. lookup(entity="Netflix", attribute="founded")
+3. math(problem="(c1 + c2) / 2", context=[$1, $2])
 4. join()<END_OF_PLAN>""",
+        """\
+Question: How many times larger is Brazil's population than Egypt's?
+1. lookup(entity="Brazil", attribute="population")
+2. lookup(entity="Egypt", attribute="population")
+3. math(problem="c1 / c2", context=[$1, $2])
+4. join()<END_OF_PLAN>""",
+        """\
+Question: Who directed the earlier film, Titanic or Alien?
+1. lookup(entity="Titanic", attribute="release year")
+2. lookup(entity="Alien", attribute="release year")
+3. lookup(entity="Titanic", attribute="director")
+4. lookup(entity="Alien", attribute="director")
+5. join()<END_OF_PLAN>""",
+        """\
+Question: Was Intel founded before IBM?
+1. lookup(entity="Intel", attribute="founded")
+2. lookup(entity="IBM", attribute="founded")
+3. join()<END_OF_PLAN>""",
     ],
     "tavily": [
         """\

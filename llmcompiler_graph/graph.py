@@ -12,7 +12,7 @@ from langchain_core.tools import tool as as_tool
 from langgraph.graph import END, START, StateGraph
 
 from llmcompiler_graph.executor import ToolExecutor, ToolSpec
-from llmcompiler_graph.joiner import Joiner
+from llmcompiler_graph.joiner import Joiner, JoinerExample
 from llmcompiler_graph.planner import Planner, Prompt
 from llmcompiler_graph.scheduler import Scheduler
 from llmcompiler_graph.state import LLMCompilerState
@@ -37,6 +37,7 @@ def create_llm_compiler(
     examples: str | Sequence[str] | None = None,
     planner_prompt: Prompt | None = None,
     joiner_prompt: Prompt | None = None,
+    joiner_examples: Sequence[JoinerExample] | None = None,
     max_observation_chars: int | None = 4000,
     tool_timeout: float | None = None,
     tool_timeouts: Mapping[str, float] | None = None,
@@ -85,6 +86,9 @@ def create_llm_compiler(
             (``{{``/``}}`` for literal braces; checked here, not on the first
             question), or a callable taking the state and returning one.
         joiner_prompt: Replaces the joiner's system prompt, likewise (no fields).
+        joiner_examples: Worked joiner turns ``(question, facts, math, thought,
+            answer)`` shown before each question as earlier chat turns; default
+            :data:`~llmcompiler_graph.joiner.JOINER_EXAMPLES`, ``()`` for none.
         max_observation_chars: Observations longer than this are truncated,
             with a visible marker, in what the LLMs read (state keeps all).
         tool_timeout: Default seconds before a tool call is abandoned as an
@@ -178,6 +182,7 @@ def create_llm_compiler(
         joiner_llm,
         max_replans=max_replans,
         system_prompt=joiner_prompt,
+        examples=joiner_examples,
         max_observation_chars=max_observation_chars,
         grammar=_grammar_dialect(grammar, joiner_llm),
         steps_per_round=2 if streaming_dispatch else 3,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -44,6 +44,7 @@ from llmcompiler_graph.planner import (
     check_prompt,
     conversation,
     format_number,
+    observation_text,
     render_round,
     system_message,
     truncate,
@@ -55,24 +56,65 @@ You answer the user's question from the results of tool calls. A planner chose t
 calls and they have run; you see each call and its observation (errors included).
 
 Reply in exactly this form:
-Thought: <the values that decide the answer, compared>
+Thought: <the values from the observations that decide the answer>
 Action: Finish(<the answer>)
 
 Only if a needed result is missing or failed, reply instead:
 Thought: <what went wrong>
 Action: Replan(<what the new plan must do>)
 
-Example. Question: Which is taller, Tower A or Tower B, and by how much?
-Observations: Tower A is 300 metres. Tower B is 450 metres. The math result is 150.
-Thought: Tower B (450) is larger than Tower A (300), and the math result is 150.
-Action: Finish(Tower B is taller than Tower A, by 150 metres)
-
 The answer in Finish:
-- repeats the conclusion of your Thought in a few words (Yes/No first for a yes/no \
-question).
-- takes the number the question asks for from the last math observation, as it is: \
-never write a calculation such as 120 - 108 or (3 + 5) / 2 in the answer.
+- answers a yes/no question with Yes or No first.
+- answers "which" or "who" with the name first, then any number asked for.
+- gives a number the question asks for as the result of the last step says it: \
+never write a calculation such as 120 - 108 or (3 + 5) / 2.
 - copies names and numbers as the observations write them, with their unit."""
+
+JoinerExample = tuple[str, Sequence[tuple[str, str, float | str, str]], str | None, str, str]
+"""A worked joiner turn: ``(question, facts, math, thought, answer)``. Each fact is
+``(entity, attribute, value, unit)`` as a ``lookup`` returns it; ``math`` is the plan's
+last step (an expression over the facts, ``c1`` first) or ``None``."""
+
+# Shown to the joiner as earlier turns of the chat, rendered exactly as its real input
+# is. A 0.5B model copied a single worked example inside the system prompt into
+# unrelated answers; as separate turns, of different kinds, it learns the form of the
+# reply instead. The entities are made up so that no answer can be copied from them.
+JOINER_EXAMPLES: tuple[JoinerExample, ...] = (
+    (
+        "Was Honda founded before Ford?",
+        [("Ford", "founded", 1903, "year"), ("Honda", "founded", 1948, "year")],
+        None,
+        "Honda (1948) was founded after Ford (1903), not before.",
+        "No",
+    ),
+    (
+        "What is the capital of the smaller of Peru and Chile?",
+        [
+            ("Peru", "area", 1_285_000, "km2"),
+            ("Chile", "area", 756_000, "km2"),
+            ("Peru", "capital", "Lima", ""),
+            ("Chile", "capital", "Santiago", ""),
+        ],
+        None,
+        "Chile (756,000) is smaller than Peru (1,285,000); the capital of Chile is Santiago.",
+        "Santiago",
+    ),
+    (
+        "What is the combined depth of Lake Baikal and Lake Tanganyika?",
+        [("Lake Baikal", "depth", 1642, "metres"), ("Lake Tanganyika", "depth", 1470, "metres")],
+        "c1 + c2",
+        "The last step adds 1,642 and 1,470 and gives 3,112.",
+        "3,112 metres",
+    ),
+    (
+        "Which is higher, Mont Blanc or K2, and by how much?",
+        [("K2", "height", 8611, "metres"), ("Mont Blanc", "height", 4806, "metres")],
+        "abs(c1 - c2)",
+        "K2 (8,611) is higher than Mont Blanc (4,806); the last step gives 3,805.",
+        "K2, by 3,805 metres",
+    ),
+)
+
 
 # Tags on the model calls, for those who want the raw plan and reply tokens
 # (``astream_events``, tracing); the answer's own stream carries ANSWER_TAG.
@@ -172,6 +214,8 @@ class Joiner:
         steps_per_round: Graph steps a replan takes (for the recursion limit).
         run_timeout: Seconds the whole question may take (for the message
             given when that limit cuts the joiner short).
+        examples: Worked turns shown before the question (default
+            :data:`JOINER_EXAMPLES`; ``()`` for none).
     """
 
     def __init__(
@@ -185,6 +229,7 @@ class Joiner:
         token_events: bool = False,
         steps_per_round: int = 2,
         run_timeout: float | None = None,
+        examples: Sequence[JoinerExample] | None = None,
     ) -> None:
         self.model = model
         self.steps_per_round = steps_per_round
@@ -195,31 +240,28 @@ class Joiner:
         self.max_observation_chars = max_observation_chars
         self.grammar = grammar
         self.token_events = token_events
+        self.example_turns: list[BaseMessage] = [
+            m
+            for ex in (JOINER_EXAMPLES if examples is None else examples)
+            for m in example_turn(ex, max_chars=max_observation_chars)
+        ]
 
     def messages(self, state: LLMCompilerState, *, must_finish: bool) -> list[BaseMessage]:
         results = {r["idx"]: r for r in state.get("results") or []}
-        tasks = state.get("tasks") or []
-        parts = []
-        for rnd in state.get("rounds") or []:
-            round_tasks = [t for t in tasks if t["round"] == rnd["round"]]
-            body = render_round(
-                round_tasks, results, rnd.get("notes", ()), max_chars=self.max_observation_chars
-            )
-            parts.append(f"Plan {rnd['round'] + 1} and its observations:\n{body}")
-            if rnd.get("action") == "replan":
-                parts.append(f"You asked for a new plan because: {rnd.get('reason', '')}")
-        question = _last_question(state["messages"])
-        if question:
-            parts.append(f"Question: {question}")
-        ranking = rank_records(state.get("results") or [])
-        if ranking:
-            parts.append(ranking)
+        text = joiner_input(
+            state.get("tasks") or [],
+            results,
+            state.get("rounds") or [],
+            _last_question(state["messages"]),
+            max_chars=self.max_observation_chars,
+        )
         if must_finish:
-            parts.append(MUST_FINISH)
+            text += "\n\n" + MUST_FINISH
         return [
             system_message(self.system_prompt, state, {}, "joiner_prompt"),
+            *self.example_turns,
             *conversation(state["messages"]),
-            HumanMessage("\n\n".join(parts)),
+            HumanMessage(text),
         ]
 
     def _bound_model(self) -> LanguageModelLike:
@@ -357,18 +399,103 @@ class Joiner:
         return run_sync(self.anode(state, config))
 
 
+def joiner_input(
+    tasks: Sequence[Mapping[str, Any]],
+    results: Mapping[int, Any],
+    rounds: Sequence[Mapping[str, Any]],
+    question: str,
+    *,
+    max_chars: int | None,
+) -> str:
+    """The joiner's user message: each round's calls and observations, the facts
+    compared, the last step's result, and the question last (nearest the answer)."""
+    parts = []
+    for rnd in rounds:
+        round_tasks = [t for t in tasks if t["round"] == rnd["round"]]
+        body = render_round(round_tasks, results, rnd.get("notes", ()), max_chars=max_chars)
+        parts.append(f"Plan {rnd['round'] + 1} and its observations:\n{body}")
+        if rnd.get("action") == "replan":
+            parts.append(f"You asked for a new plan because: {rnd.get('reason', '')}")
+    ranking = rank_records(results.values())
+    if ranking:
+        parts.append(ranking)
+    final = final_results(tasks, results)
+    if final:
+        parts.append(final)
+    if question:
+        parts.append(f"Question: {question}")
+    return "\n\n".join(parts)
+
+
+def example_turn(example: JoinerExample, *, max_chars: int | None = None) -> list[BaseMessage]:
+    """A worked example as a user turn (rendered by :func:`joiner_input`, as real input
+    is) and the reply to it.
+
+    Example:
+        >>> user, reply = example_turn(JOINER_EXAMPLES[0])
+        >>> user.text.splitlines()[-1], reply.text.splitlines()[-1]
+        ('Question: Was Honda founded before Ford?', 'Action: Finish(No)')
+    """
+    from llmcompiler_graph.tools.math import safe_eval
+
+    question, facts, expression, thought, answer = example
+    tasks: list[dict[str, Any]] = []
+    results: dict[int, dict[str, Any]] = {}
+    for idx, (entity, attribute, value, unit) in enumerate(facts, 1):
+        record = {"entity": entity, "attribute": attribute, "value": value, "unit": unit}
+        record["text"] = _fact_text(entity, attribute, value, unit)
+        tasks.append(
+            {
+                "idx": idx,
+                "tool": "lookup",
+                "deps": [],
+                "round": 0,
+                "args": f'entity="{entity}", attribute="{attribute}"',
+            }
+        )
+        results[idx] = {"idx": idx, "ok": True, "value": record, "content": record["text"]}
+    if expression is not None:
+        idx = len(facts) + 1
+        refs = [i for i in range(1, idx) if f"c{i}" in expression]
+        names = {f"c{i}": facts[i - 1][2] for i in refs}
+        value = safe_eval(expression, names)  # type: ignore[arg-type]
+        context = ", ".join(f"${i}" for i in refs)
+        tasks.append(
+            {
+                "idx": idx,
+                "tool": "math",
+                "deps": refs,
+                "round": 0,
+                "args": f'problem="{expression}", context=[{context}]',
+            }
+        )
+        results[idx] = {"idx": idx, "ok": True, "value": value, "content": str(value)}
+    text = joiner_input(tasks, results, [{"round": 0}], question, max_chars=max_chars)
+    return [HumanMessage(text), AIMessage(f"Thought: {thought}\nAction: Finish({answer})")]
+
+
+def _fact_text(entity: str, attribute: str, value: Any, unit: str) -> str:
+    shown = f"{value:,}" if isinstance(value, int) and unit != "year" else str(value)
+    if attribute == "capital":
+        return f"The capital of {entity} is {shown}."
+    if unit == "year":
+        return f"{entity} was {attribute} in {shown}."
+    return f"The {attribute} of {entity} is {shown} {unit}.".replace(" .", ".")
+
+
 def rank_records(results: Any) -> str:
     """Numeric facts of the same attribute, in order, so a small model need not compare.
 
     A result that is a record with ``entity``, ``attribute`` and a numeric ``value``
-    (an offline ``lookup``) is ranked against the others of its attribute, its ends
-    labelled: years earliest first, other values largest first.
+    (an offline ``lookup``) is compared with the others of its attribute: two are
+    compared both ways, more are ranked with their ends labelled (years earliest
+    first, other values largest first).
 
     Example:
         >>> rows = [{"ok": True, "value": {"entity": e, "attribute": "height", "value": v,
-        ...          "unit": "metres"}} for e, v in (("A", 300), ("B", 450))]
-        >>> rank_records(rows)
-        'Ranked by height: B 450 metres (largest); A 300 metres (smallest).'
+        ...          "unit": "metres"}} for e, v in (("A", 3), ("B", 4))]
+        >>> print(rank_records(rows))
+        By height: B 4 metres is larger than A 3 metres; A 3 metres is smaller than B 4 metres.
     """
     groups: dict[str, dict[str, Mapping[str, Any]]] = {}
     for result in results:
@@ -391,11 +518,47 @@ def rank_records(results: Any) -> str:
             + ("" if years or not r.get("unit") else f" {r['unit']}")
             for r in ordered
         ]
+        if len(shown) == 2:
+            # Both directions spelled out: a small model matches the question's own
+            # wording ("before", "less") more reliably than it compares numbers.
+            more, less = ("later", "earlier") if years else ("larger", "smaller")
+            a, b = (shown[1], shown[0]) if years else (shown[0], shown[1])
+            lines.append(f"By {attribute}: {a} is {more} than {b}; {b} is {less} than {a}.")
+            continue
         first, last = ("earliest", "latest") if years else ("largest", "smallest")
         shown[0] += f" ({first})"
         shown[-1] += f" ({last})"
         lines.append(f"Ranked by {attribute}: {'; '.join(shown)}.")
     return "\n".join(lines)
+
+
+def final_results(tasks: Any, results: Mapping[int, Any]) -> str:
+    """The results of the latest round's last steps: tasks that used earlier results
+    and whose own result nothing used. A small model otherwise answers with the first
+    observation it reads rather than the computation the plan built for the question.
+
+    Example:
+        >>> tasks = [{"idx": 1, "tool": "lookup", "deps": [], "round": 0},
+        ...          {"idx": 2, "tool": "math", "deps": [1], "round": 0}]
+        >>> final_results(tasks, {2: {"ok": True, "value": 2.5, "content": "2.5"}})
+        'Result of the last step: 2.5'
+    """
+    tasks = [t for t in tasks or () if t.get("tool") != "join"]
+    if not tasks:
+        return ""
+    latest = max(t.get("round", 0) for t in tasks)
+    tasks = [t for t in tasks if t.get("round", 0) == latest]
+    used = {d for t in tasks for d in t.get("deps") or ()}
+    last = [t for t in tasks if t.get("deps") and t["idx"] not in used]
+    shown = [
+        truncate(observation_text(results[t["idx"]]), 200)
+        for t in last
+        if t["idx"] in results and results[t["idx"]].get("ok", True)
+    ]
+    if not shown:
+        return ""
+    label = "Result of the last step" if len(shown) == 1 else "Results of the last steps"
+    return f"{label}: {'; '.join(shown)}"
 
 
 def _last_question(messages: Any) -> str:

@@ -343,7 +343,9 @@ def test_expression_tool_metadata() -> None:
     tool = create_math_tool()
     assert tool.name == "math"
     assert set(tool.args) == {"problem", "context"}
-    assert 'math(problem="abs(c1 - c2)", context=[$1, $2])' in tool.description
+    assert 'math(problem="<expression of c1, c2>", context=[$1, $2])' in tool.description
+    # One operation per kind of question, not one example a small planner copies.
+    assert "total c1 + c2 + c3; difference abs(c1 - c2)" in " ".join(tool.description.split())
     assert "c1" in tool.description
 
 
@@ -465,3 +467,29 @@ def test_llm_tool_description_and_validation() -> None:
 def test_extract_expression_inline_block_without_tag() -> None:
     assert extract_expression("```e ** 2```") == "e ** 2"
     assert extract_expression("```1 + 1```") == "1 + 1"
+
+
+def test_sum_and_average_take_any_number_of_arguments() -> None:
+    tool = create_math_tool()
+    assert tool.invoke({"problem": "sum(c1, c2, c3)", "context": [1, 2, 4]}) == 7
+    assert tool.invoke({"problem": "avg(c1, c2)", "context": [1, 2]}) == 1.5
+    assert tool.invoke({"problem": "mean(2, 4, 9)"}) == 5
+    assert tool.invoke({"problem": "average(c1)", "context": [3]}) == 3
+
+
+def test_entity_names_of_context_records_stand_for_their_items() -> None:
+    tool = create_math_tool()
+    rows = [
+        {"entity": "United States", "attribute": "population", "value": 300},
+        {"entity": "Japan", "attribute": "population", "value": 100},
+    ]
+    assert tool.invoke({"problem": "(United States - Japan) / Japan", "context": rows}) == 2
+    assert tool.invoke({"problem": "united states population / c2", "context": rows}) == 3
+    assert tool.invoke({"problem": "Japan's population * 2", "context": rows}) == 200
+
+
+def test_an_unknown_name_still_fails_with_the_original_error() -> None:
+    tool = create_math_tool()
+    rows = [{"entity": "Japan", "attribute": "population", "value": 100}]
+    with pytest.raises(ToolException, match=r"cannot evaluate 'Germany - Japan'"):
+        tool.invoke({"problem": "Germany - Japan", "context": rows})

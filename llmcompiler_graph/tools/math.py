@@ -98,6 +98,15 @@ def _safe_minmax(fn: Callable[..., Number]) -> Callable[..., Number]:
     return call
 
 
+def _sum(*args: Number) -> Number:
+    # Variadic, as planners write it: sum(c1, c2, c3).
+    return sum(args)
+
+
+def _mean(*args: Number) -> Number:
+    return sum(args) / len(args)
+
+
 def _log(value: Number, base: Number | None = None) -> float:
     return _math.log(value) if base is None else _math.log(value, base)
 
@@ -123,6 +132,10 @@ _FUNCTIONS: dict[str, tuple[Callable[..., Number], int, int]] = {
     "round": (_safe_round, 1, 2),
     "min": (_safe_minmax(min), 1, 64),
     "max": (_safe_minmax(max), 1, 64),
+    "sum": (_sum, 1, 64),
+    "avg": (_mean, 1, 64),
+    "mean": (_mean, 1, 64),
+    "average": (_mean, 1, 64),
     "pow": (_safe_pow, 2, 2),
     "sqrt": (_math.sqrt, 1, 1),
     "exp": (_math.exp, 1, 1),
@@ -429,16 +442,16 @@ def extract_expression(reply: str) -> str:
 # --------------------------------------------------------------------------- the tool
 
 MATH_TOOL_DESCRIPTION = """\
-Evaluates ONE arithmetic expression and returns the number. It cannot read words: \
-`problem` must be an expression such as "(84 - 68) / 68 * 100".
- - Supports + - * / // % ** (not ^), parentheses, pi, e, and abs, round, min, max, pow, \
-sqrt, exp, log, log10, log2, floor, ceil, sin, cos, tan.
- - Use `context` to feed results of earlier actions: inside `problem`, c1 is the first \
-context item, c2 the second, and so on. An item works if it is a number, a numeric \
-string, or a record with a numeric "value" (such as a lookup result).
- - Do not write numbers with thousands separators (write 1250000, not 1,250,000).
- - Example: math(problem="abs(c1 - c2)", context=[$1, $2])
- - Example: math(problem="2 ** 10 / 4")"""
+Evaluates ONE arithmetic expression and returns the number. `problem` is an \
+expression; c1, c2, ... stand for the items of `context` (results of earlier tasks: \
+numbers, or records with a numeric "value" such as a lookup result).
+ - Write the operation the question asks for: total c1 + c2 + c3; difference \
+abs(c1 - c2); average (c1 + c2) / 2; how many times c1 / c2; percent more \
+(c1 - c2) / c2 * 100.
+ - Supports + - * / // % ** (not ^), parentheses, pi, e, and abs, round, min, max, sum, \
+avg, pow, sqrt, exp, log, log10, log2, floor, ceil, sin, cos, tan.
+ - Write numbers without thousands separators (1250000, not 1,250,000).
+ - Example: math(problem="<expression of c1, c2>", context=[$1, $2])"""
 
 MATH_TOOL_LLM_DESCRIPTION = """\
 Solves ONE math problem stated in words or as an expression, e.g. "How much taller \
@@ -508,11 +521,46 @@ def _context_hint(error: ExpressionError, context: Sequence[Any]) -> str:
 
 
 def _evaluate_or_raise(expression: str, context: Sequence[Any]) -> Number:
+    names = _context_names(context)
     try:
-        return safe_eval(expression, _context_names(context))
+        return safe_eval(expression, names)
     except ExpressionError as exc:
+        named = _entities_as_names(expression, context)
+        if named != expression:
+            try:
+                return safe_eval(named, names)
+            except ExpressionError:
+                pass
         hint = _context_hint(exc, context)
         raise ToolException(f"math: cannot evaluate {expression!r}: {exc}{hint}") from None
+
+
+def _entities_as_names(expression: str, context: Sequence[Any]) -> str:
+    """``expression`` with context records' entity names replaced by their ``cN``.
+
+    Small planners write "(India - Germany) / Germany" or "United States population / c2"
+    for lookup records; the record says which entity (and attribute) it is, so the
+    name can only mean that item. Longer names go first ("United States" before
+    "States"); an attribute right after the name is part of it.
+
+    Example:
+        >>> rows = [{"entity": "United States", "attribute": "population", "value": 3},
+        ...         {"entity": "Japan", "attribute": "population", "value": 1}]
+        >>> _entities_as_names("(United States population - Japan) / Japan", rows)
+        '(c1 - c2) / c2'
+    """
+    found = []
+    for index, item in enumerate(context, start=1):
+        if not isinstance(item, Mapping) or resolve_context_number(item) is None:
+            continue
+        entity, attribute = item.get("entity"), item.get("attribute")
+        if isinstance(entity, str) and entity.strip():
+            found.append((entity.strip(), attribute if isinstance(attribute, str) else "", index))
+    for entity, attribute, index in sorted(found, key=lambda f: -len(f[0])):
+        suffix = rf"(?:'s)?(?:\s+{re.escape(attribute)})?" if attribute else r"(?:'s)?"
+        pattern = rf"(?<![\w$]){re.escape(entity)}{suffix}(?!\w)"
+        expression = re.sub(pattern, f"c{index}", expression, flags=re.IGNORECASE)
+    return expression
 
 
 def _reply_text(message: BaseMessage) -> str:

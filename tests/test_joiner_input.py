@@ -1,0 +1,109 @@
+"""What the joiner reads: observations, compared facts, the last step's result, the
+question last, and worked example turns rendered the same way as real input."""
+
+from __future__ import annotations
+
+from langchain_core.messages import AIMessage, HumanMessage
+
+from llmcompiler_graph import create_llm_compiler
+from llmcompiler_graph.joiner import (
+    JOINER_EXAMPLES,
+    example_turn,
+    final_results,
+    joiner_input,
+    rank_records,
+)
+from llmcompiler_graph.testing.scripted import ScriptedChatModel, finish
+from llmcompiler_graph.tools import offline_tools
+
+
+def _record(entity: str, attribute: str, value: float, unit: str) -> dict:
+    return {
+        "ok": True,
+        "value": {"entity": entity, "attribute": attribute, "value": value, "unit": unit},
+    }
+
+
+def test_two_facts_are_compared_in_both_directions() -> None:
+    years = rank_records(
+        [_record("A", "founded", 1990, "year"), _record("B", "founded", 1980, "year")]
+    )
+    assert years == "By founded: A 1990 is later than B 1980; B 1980 is earlier than A 1990."
+    heights = rank_records([_record("A", "height", 3, "m"), _record("B", "height", 5, "m")])
+    assert heights == "By height: B 5 m is larger than A 3 m; A 3 m is smaller than B 5 m."
+
+
+def test_three_facts_are_ranked_with_their_ends_labelled() -> None:
+    rows = [_record(e, "population", v, "people") for e, v in (("A", 2), ("B", 9), ("C", 5))]
+    assert rank_records(rows) == (
+        "Ranked by population: B 9 people (largest); C 5 people; A 2 people (smallest)."
+    )
+
+
+def test_final_results_are_the_steps_that_used_others_and_that_nothing_used() -> None:
+    tasks = [
+        {"idx": 1, "tool": "lookup", "deps": [], "round": 0},
+        {"idx": 2, "tool": "lookup", "deps": [], "round": 0},
+        {"idx": 3, "tool": "math", "deps": [1, 2], "round": 0},
+        {"idx": 4, "tool": "math", "deps": [3], "round": 0},
+        {"idx": 5, "tool": "join", "deps": [], "round": 0},
+    ]
+    results = {i: {"ok": True, "value": v, "content": str(v)} for i, v in ((3, 7), (4, 1_500_000))}
+    assert final_results(tasks, results) == "Result of the last step: 1,500,000"
+    # Lookups only: nothing was computed, so there is no last step to point at.
+    assert final_results(tasks[:2], {}) == ""
+    # A failed last step is not offered as the result.
+    failed = {**results, 4: {"ok": False, "value": None, "content": "ERROR: boom"}}
+    assert final_results(tasks, failed) == ""
+
+
+def test_final_results_come_from_the_latest_round() -> None:
+    tasks = [
+        {"idx": 1, "tool": "lookup", "deps": [], "round": 0},
+        {"idx": 2, "tool": "math", "deps": [1], "round": 0},
+        {"idx": 3, "tool": "math", "deps": [1], "round": 1},
+    ]
+    results = {
+        2: {"ok": True, "value": 1, "content": "1"},
+        3: {"ok": True, "value": 2, "content": "2"},
+    }
+    assert final_results(tasks, results) == "Result of the last step: 2"
+
+
+def test_the_question_comes_last() -> None:
+    tasks = [{"idx": 1, "tool": "lookup", "args": 'entity="A"', "deps": [], "round": 0}]
+    results = {1: {"idx": 1, **_record("A", "height", 3, "m")}}
+    text = joiner_input(tasks, results, [{"round": 0}], "How tall is A?", max_chars=None)
+    assert text.startswith('Plan 1 and its observations:\n1. lookup(entity="A")')
+    assert text.endswith("Question: How tall is A?")
+
+
+def test_example_turns_render_like_real_input_and_compute_their_math() -> None:
+    for example in JOINER_EXAMPLES:
+        user, reply = example_turn(example)
+        assert isinstance(user, HumanMessage) and isinstance(reply, AIMessage)
+        assert user.text.endswith(f"Question: {example[0]}")
+        assert reply.text == f"Thought: {example[3]}\nAction: Finish({example[4]})"
+    user, _ = example_turn(
+        ("Sum?", [("X", "size", 2, "m"), ("Y", "size", 5, "m")], "c1 + c2", "7.", "7 m")
+    )
+    assert '3. math(problem="c1 + c2", context=[$1, $2])\n   Observation: 7' in user.text
+    assert "Result of the last step: 7" in user.text
+
+
+async def test_the_joiner_sees_the_example_turns_before_the_conversation() -> None:
+    plan = '1. lookup(entity="France", attribute="capital")\n2. join()<END_OF_PLAN>'
+    model = ScriptedChatModel(replies=[plan, finish("Paris")])
+    graph = create_llm_compiler(model, offline_tools(latency_s=0)).compile()
+    out = await graph.ainvoke({"messages": [HumanMessage("Capital of France?")]})
+    assert out["messages"][-1].text == "Paris"
+    joiner_call = model.calls[1]
+    assert len(joiner_call) == 1 + 2 * len(JOINER_EXAMPLES) + 2
+    assert [type(m) for m in joiner_call[1:3]] == [HumanMessage, AIMessage]
+    assert joiner_call[-2].text == "Capital of France?"
+    assert joiner_call[-1].text.endswith("Question: Capital of France?")
+
+    model = ScriptedChatModel(replies=[plan, finish("Paris")])
+    graph = create_llm_compiler(model, offline_tools(latency_s=0), joiner_examples=()).compile()
+    await graph.ainvoke({"messages": [HumanMessage("Capital of France?")]})
+    assert len(model.calls[1]) == 3
