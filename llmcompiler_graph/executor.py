@@ -518,12 +518,32 @@ def _message(exc: BaseException) -> str:
     return f": {text}" if text else ""
 
 
+#: Longest argument description shown to the planner (characters).
+MAX_ARG_DESCRIPTION_CHARS = 200
+
+
 def describe_tools(tools: Mapping[str, ToolSpec]) -> str:
-    """Numbered tool signatures and descriptions for the planner prompt."""
+    """Numbered tool signatures and descriptions for the planner prompt.
+
+    Each argument with a description in the tool's schema gets an indented line
+    ``   name: description`` below its tool: units, accepted codes and formats are
+    often said only there.
+
+    Example:
+        >>> from langchain_core.tools import StructuredTool
+        >>> t = StructuredTool.from_function(
+        ...     lambda km: "", name="run", description="Log a run.",
+        ...     args_schema={"type": "object", "required": ["km"], "properties": {
+        ...         "km": {"type": "number", "description": "Distance in km."}}})
+        >>> print(describe_tools({"run": ToolSpec(t)}))
+        1. run(km: float): Log a run.
+           km: Distance in km.
+    """
     lines = []
     for n, spec in enumerate(tools.values(), 1):
         tool = spec.tool
         params = []
+        notes = []
         required = _required_args(tool)
         for name, schema in tool.args.items():
             kind = _json_type(schema)
@@ -535,9 +555,17 @@ def describe_tools(tools: Mapping[str, ToolSpec]) -> str:
                 # know an argument may be left out tends to invent a value for it.
                 text += f" = {_literal(schema.get('default'))}"
             params.append(text)
+            about = " ".join(str(schema.get("description") or "").split())
+            if about:
+                notes.append(f"   {name}: {_clip(about, MAX_ARG_DESCRIPTION_CHARS)}")
         desc = " ".join((tool.description or "").split())
         lines.append(f"{n}. {tool.name}({', '.join(params)}): {desc}")
+        lines += notes
     return "\n".join(lines)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _literal(value: Any) -> str:

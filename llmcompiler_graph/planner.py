@@ -387,8 +387,7 @@ class Planner:
         tasks = []
         usage: dict[str, int] = {}
         drained = received = 0
-        seen_calls: set[tuple[str, str]] = set()
-        repeated = [0]  # identical calls in a row
+        loop = _LoopGuard()
         try:
             if handoff is not None and await partner_writes(config, "results") is not None:
                 handoff.abandon()  # this superstep's scheduler finished in an earlier attempt
@@ -424,20 +423,24 @@ class Planner:
                         if piece and write is not None:
                             write(TokenEvent(event="planner_token", text=piece, round=round_no))
                         for task in parser.feed(piece):
-                            if _repeats(task, seen_calls, repeated):
-                                # The model loops over calls it already wrote.
-                                parser.notes.append(
+                            ready = loop.admit(task)
+                            if ready is None:
+                                # The model loops over calls it already wrote: the
+                                # repeats held back are not run.
+                                parser.notes += [
                                     PlanNote(
-                                        f"{task.idx}. {task.call_text}",
-                                        "not read: the planner began repeating calls it "
+                                        f"{t.idx}. {t.call_text}",
+                                        "not run: the planner began repeating calls it "
                                         "had already written, so it stopped reading",
                                     )
-                                )
+                                    for t in loop.release()
+                                ]
                                 parser.stopped, parser.finished = "repeated calls", True
                                 break
-                            tasks.append(task)
-                            if handoff is not None:
-                                handoff.put(task)
+                            for ready_task in ready:
+                                tasks.append(ready_task)
+                                if handoff is not None:
+                                    handoff.put(ready_task)
                         if parser.stopped is not None:
                             break  # a runaway model: the parser says why, in a note
                         if received > MAX_PLAN_CHUNKS:
@@ -465,7 +468,8 @@ class Planner:
                         "was still writing",
                     )
                 )
-            for task in parser.close():
+            # A repeat held back when the plan ended early (no join line) still runs.
+            for task in [*loop.release(), *parser.close()]:
                 tasks.append(task)
                 if handoff is not None:
                     handoff.put(task)
@@ -501,15 +505,33 @@ class Planner:
         return run_sync(self.anode(state, config))
 
 
-def _repeats(task: Task, seen: set[tuple[str, str]], repeated: list[int]) -> bool:
-    """Whether ``task`` is the ``MAX_REPEATED_CALLS``-th call in a row that repeats
-    an earlier one of this plan (an identical call is run once anyway)."""
-    if task.is_join or task.error is not None:
-        return False
-    call = (task.tool, " ".join(task.source.split()))
-    repeated[0] = repeated[0] + 1 if call in seen else 0
-    seen.add(call)
-    return repeated[0] >= MAX_REPEATED_CALLS
+class _LoopGuard:
+    """Tells a plan from a model looping over the calls it already wrote.
+
+    A call that repeats an earlier one of this plan is held back until the next line:
+    if that line is new (or the join), the repeat runs after all (tools that are not
+    memoized count every call); ``MAX_REPEATED_CALLS`` repeats in a row are a loop, and
+    none of them runs, so a looping small model adds no calls to the plan it wrote.
+    """
+
+    def __init__(self) -> None:
+        self.seen: set[tuple[str, str]] = set()
+        self.held: list[Task] = []
+
+    def admit(self, task: Task) -> list[Task] | None:
+        """The tasks to dispatch now (held repeats first, in order), or ``None`` for
+        a loop (the repeats stay held; :meth:`release` hands them over)."""
+        if not task.is_join and task.error is None:
+            call = (task.tool, " ".join(task.source.split()))
+            if call in self.seen:
+                self.held.append(task)
+                return None if len(self.held) >= MAX_REPEATED_CALLS else []
+            self.seen.add(call)
+        return [*self.release(), task]
+
+    def release(self) -> list[Task]:
+        held, self.held = self.held, []
+        return held
 
 
 def _join_handoff(config: RunnableConfig) -> PlanHandoff:

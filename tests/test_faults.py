@@ -522,9 +522,60 @@ async def test_a_plan_that_loops_over_its_calls_is_cut_and_identical_calls_run_o
     model = ScriptedChatModel(replies=[looping, finish("ok")])
     out = await create_llm_compiler(model, [area]).compile().ainvoke(question())
     # Task 3 repeats task 1 (answered already: not called again); tasks 5 and 6
-    # repeat two in a row, so the planner stops reading there.
+    # repeat two in a row, so the planner stops reading there and runs neither.
     assert calls == ["5", "10", "15"]
-    assert [t["idx"] for t in out["tasks"]] == [1, 2, 3, 4, 5]
-    assert out["rounds"][0]["notes"][-1]["reason"].startswith("not read: the planner began")
+    assert [t["idx"] for t in out["tasks"]] == [1, 2, 3, 4]
+    notes = out["rounds"][0]["notes"]
+    assert [n["text"] for n in notes] == ["5. area(radius=5)", "6. area(radius=10)"]
+    assert all(n["reason"].startswith("not run: the planner began") for n in notes)
     results = results_of(out)
     assert results[3]["memo_of"] == 1 and results[3]["value"] == results[1]["value"]
+
+
+def _counting_tool() -> tuple[Any, list[str]]:
+    calls: list[str] = []
+
+    @tool
+    def ping(host: str) -> str:
+        """Ping a host."""
+        calls.append(host)
+        return f"pong {host}"
+
+    # Not memoized: every call counts, as in the BFCL bench.
+    ping.metadata = {"memoize": False}
+    return ping, calls
+
+
+async def test_a_planner_looping_over_its_calls_adds_no_calls() -> None:
+    # A small model writes its plan, then starts over: the repeats held back are
+    # dropped with notes, and reading stops.
+    ping, calls = _counting_tool()
+    plan = (
+        '1. ping("a")\n2. ping("b")\n3. ping("a")\n4. ping("b")\n5. ping("a")\n'
+        "6. join()<END_OF_PLAN>"
+    )
+    model = ScriptedChatModel(replies=[plan, finish("x")])
+    out = await create_llm_compiler(model, [ping]).compile().ainvoke(question())
+    assert sorted(calls) == ["a", "b"]
+    assert [t["idx"] for t in out["tasks"]] == [1, 2]
+    notes = out["rounds"][0]["notes"]
+    assert [n["text"] for n in notes] == ['3. ping("a")', '4. ping("b")']
+    assert all("repeating calls" in n["reason"] for n in notes)
+
+
+@pytest.mark.parametrize(
+    ("plan", "expected"),
+    [
+        # One repeat followed by a new call: not a loop, so the repeat runs too.
+        ('1. ping("a")\n2. ping("a")\n3. ping("c")\n4. join()<END_OF_PLAN>', ["a", "a", "c"]),
+        # One repeat right before the join, and one at a plan's end without a join.
+        ('1. ping("a")\n2. ping("a")\n3. join()<END_OF_PLAN>', ["a", "a"]),
+        ('1. ping("a")\n2. ping("a")', ["a", "a"]),
+    ],
+)
+async def test_a_single_repeated_call_still_runs(plan: str, expected: list[str]) -> None:
+    ping, calls = _counting_tool()
+    model = ScriptedChatModel(replies=[plan, finish("x")])
+    out = await create_llm_compiler(model, [ping]).compile().ainvoke(question())
+    assert sorted(calls) == expected
+    assert out["rounds"][0]["notes"] == []
