@@ -440,28 +440,25 @@ Question: What is the capital of Brazil?
 1. lookup(entity="Brazil", attribute="capital")
 2. join()<END_OF_PLAN>""",
         """\
-Question: Which is taller, the CN Tower or the Lotte World Tower, and by how many metres?
+Question: What is the combined height of the CN Tower and the Lotte World Tower?
 1. lookup(entity="CN Tower", attribute="height")
 2. lookup(entity="Lotte World Tower", attribute="height")
-3. math(problem="abs(c1 - c2)", context=[$1, $2])
+Thought: "combined" asks for a sum.
+3. math(problem="c1 + c2", context=[$1, $2])
 4. join()<END_OF_PLAN>""",
         """\
-Question: What is the combined population of Brazil, Mexico and Egypt?
-1. lookup(entity="Brazil", attribute="population")
-2. lookup(entity="Mexico", attribute="population")
-3. lookup(entity="Egypt", attribute="population")
-4. math(problem="c1 + c2 + c3", context=[$1, $2, $3])
-5. join()<END_OF_PLAN>""",
-        """\
-Question: What is the average founding year of Intel and Netflix?
+Question: What is the average founding year of Intel, Sony and Netflix?
 1. lookup(entity="Intel", attribute="founded")
-2. lookup(entity="Netflix", attribute="founded")
-3. math(problem="(c1 + c2) / 2", context=[$1, $2])
-4. join()<END_OF_PLAN>""",
+2. lookup(entity="Sony", attribute="founded")
+3. lookup(entity="Netflix", attribute="founded")
+Thought: "average" asks for the sum divided by the count.
+4. math(problem="(c1 + c2 + c3) / 3", context=[$1, $2, $3])
+5. join()<END_OF_PLAN>""",
         """\
 Question: How many times larger is Brazil's population than Egypt's?
 1. lookup(entity="Brazil", attribute="population")
 2. lookup(entity="Egypt", attribute="population")
+Thought: "how many times" asks for a ratio.
 3. math(problem="c1 / c2", context=[$1, $2])
 4. join()<END_OF_PLAN>""",
         """\
@@ -476,6 +473,13 @@ Question: Was Intel founded before IBM?
 1. lookup(entity="Intel", attribute="founded")
 2. lookup(entity="IBM", attribute="founded")
 3. join()<END_OF_PLAN>""",
+        """\
+Question: Which is taller, the CN Tower or the Lotte World Tower, and by how many metres?
+1. lookup(entity="CN Tower", attribute="height")
+2. lookup(entity="Lotte World Tower", attribute="height")
+Thought: "by how many" asks for a difference.
+3. math(problem="abs(c1 - c2)", context=[$1, $2])
+4. join()<END_OF_PLAN>""",
     ],
     "tavily": [
         """\

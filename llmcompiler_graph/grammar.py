@@ -28,7 +28,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from langchain_core.tools import BaseTool
@@ -947,6 +947,7 @@ def joiner_grammar(
     multiline_answer: bool = False,
     max_thought_chars: int | None = 300,
     plain_answer: bool = True,
+    answer_form: Literal["name", "yes_no"] | None = None,
 ) -> str:
     """A GBNF grammar for the joiner's decision.
 
@@ -960,6 +961,9 @@ def joiner_grammar(
         plain_answer: The ``Finish`` answer states results, not working: no ``=``, and
             no ``+ - * / ^`` right after a number (``16,000,000`` and ``Bong Joon-ho``
             pass; ``84 - 68``, ``(508 + 452) / 2`` and ``1976-1975=1`` cannot be written).
+        answer_form: How the ``Finish`` answer starts, from the question's form:
+            ``"yes_no"`` with Yes or No, ``"name"`` (a which/who question) with a
+            letter or a quote, not a number; ``None`` leaves it free.
 
     Returns:
         The grammar text; its start rule is ``root``.
@@ -972,18 +976,27 @@ def joiner_grammar(
     """
     answer = r"[^\n]" if not multiline_answer else r"[^\x00]"
     excluded = r"\n" if not multiline_answer else r"\x00"
-    finish = [rf'finish ::= "Finish(" {answer}+ ")"']
+    finish = [r'finish ::= "Finish(" answer ")"', rf"body ::= {answer}+"]
     if plain_answer:
         # Text (anything but digits and "=") and numbers alternate; a number is followed
         # by the end or by (spaces and) a character that is not an operator.
         finish = [
             r'finish ::= "Finish(" answer ")"',
-            r"answer ::= text tail | number after",
+            r"body ::= text tail | number after",
             r'tail ::= number after | ""',
             rf'after ::= [ ]* [^{excluded}0-9 =+*/^\-] text? tail | ""',
             rf"text ::= [^{excluded}0-9=]+",
             r"number ::= [0-9] [0-9.,]*",
         ]
+    # A small model states the right thing in its Thought and then answers a
+    # which-question with a bare number, or a yes/no question with a sentence: the
+    # form the prompt asks for is enforced here.
+    if answer_form == "yes_no":
+        finish.append(r'answer ::= ("Yes" | "No") ([,.;:! ] body?)?')
+    elif answer_form == "name":
+        finish.append(r"""answer ::= [A-Za-z"'] body?""")
+    else:
+        finish.append(r"answer ::= body")
     return (
         "\n".join(
             [

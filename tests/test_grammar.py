@@ -344,3 +344,19 @@ def test_reference_matcher(g: str, text: str, ok: bool) -> None:
 def test_reference_matcher_rejects_bad_grammar(bad: str) -> None:
     with pytest.raises(ValueError):
         gbnf_matches(bad, "a")
+
+
+def test_the_joiner_grammar_enforces_the_answer_form_of_the_question() -> None:
+    from llmcompiler_graph.grammar import gbnf_matches, joiner_grammar
+
+    def finishes(form: str | None, answer: str) -> bool:
+        reply = f"Thought: checked.\nAction: Finish({answer})"
+        return gbnf_matches(joiner_grammar(answer_form=form), reply)  # type: ignore[arg-type]
+
+    assert finishes("yes_no", "No") and finishes("yes_no", "Yes, by 2 years")
+    assert not finishes("yes_no", "Apple was founded first")
+    assert finishes("name", "Germany, by 16,000,000 people") and finishes("name", "K2")
+    assert not finishes("name", "-16,000,000") and not finishes("name", "16,000,000")
+    assert finishes(None, "16,000,000 people")
+    # A replan is never constrained by the answer form.
+    assert gbnf_matches(joiner_grammar(answer_form="name"), "Thought: x.\nAction: Replan(more)")
