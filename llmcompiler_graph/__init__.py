@@ -5,7 +5,13 @@ Kim et al., "An LLM Compiler for Parallel Function Calling" (ICML 2024).
 
 from llmcompiler_graph.executor import ToolExecutor
 from llmcompiler_graph.graph import create_llm_compiler
-from llmcompiler_graph.joiner import JOINER_SYSTEM_PROMPT, JoinerDecision, parse_joiner_reply
+from llmcompiler_graph.joiner import (
+    JOINER_EXAMPLES,
+    JOINER_SYSTEM_PROMPT,
+    JoinerDecision,
+    JoinerExample,
+    parse_joiner_reply,
+)
 from llmcompiler_graph.plan import PlanParser, PlanStreamParser, Ref, Task, Template
 from llmcompiler_graph.planner import PLANNER_SYSTEM_PROMPT, REPLAN_PROMPT, Prompt
 from llmcompiler_graph.state import (
@@ -22,10 +28,12 @@ from llmcompiler_graph.state import (
 from llmcompiler_graph.task_fetching import SchedulingPolicy
 
 __all__ = [
+    "JOINER_EXAMPLES",
     "JOINER_SYSTEM_PROMPT",
     "PLANNER_SYSTEM_PROMPT",
     "REPLAN_PROMPT",
     "JoinerDecision",
+    "JoinerExample",
     "LLMCompilerEvent",
     "LLMCompilerState",
     "PlanParser",

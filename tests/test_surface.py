@@ -100,6 +100,8 @@ def test_exports_are_what_users_need() -> None:
         "LLMCompilerEvent",
         "PLANNER_SYSTEM_PROMPT",
         "JOINER_SYSTEM_PROMPT",
+        "JOINER_EXAMPLES",
+        "JoinerExample",
         "Prompt",
     ):
         assert name in llmcompiler_graph.__all__ and hasattr(llmcompiler_graph, name)
