@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import pathlib
+import subprocess
+import sys
 from typing import Any, NotRequired
 
 import pytest
@@ -135,3 +137,14 @@ def test_server_does_not_import_the_testing_fakes_unless_asked() -> None:
     tree = ast.parse((PACKAGE / "server.py").read_text(encoding="utf-8"))
     top = [n for n in tree.body if isinstance(n, ast.ImportFrom)]
     assert not any((n.module or "").startswith("llmcompiler_graph.testing") for n in top)
+
+
+def test_importing_the_package_does_not_load_the_tool_sets() -> None:
+    # The joiner uses tools.math; tavily-python and the offline knowledge base load
+    # only when their tools are asked for.
+    code = (
+        "import sys, llmcompiler_graph; prefixes = ('tavily', 'llmcompiler_graph.tools.'); "
+        "print(sorted(m for m in sys.modules if m.startswith(prefixes)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['llmcompiler_graph.tools.math']"
