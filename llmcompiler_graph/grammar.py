@@ -974,9 +974,9 @@ def joiner_grammar(
         >>> gbnf_matches(joiner_grammar(), "Action: Finish(42)")
         False
     """
-    answer = r"[^\n]" if not multiline_answer else r"[^\x00]"
+    char = r"[^\n]" if not multiline_answer else r"[^\x00]"
     excluded = r"\n" if not multiline_answer else r"\x00"
-    finish = [r'finish ::= "Finish(" answer ")"', rf"body ::= {answer}+"]
+    finish = [r'finish ::= "Finish(" answer ")"', rf"body ::= {char}+"]
     if plain_answer:
         # Text (anything but digits and "=") and numbers alternate; a number is followed
         # by the end or by (spaces and) a character that is not an operator.

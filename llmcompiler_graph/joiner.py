@@ -470,7 +470,9 @@ def example_turn(example: JoinerExample, *, max_chars: int | None = None) -> lis
         results[idx] = {"idx": idx, "ok": True, "value": record, "content": record["text"]}
     if expression is not None:
         idx = len(facts) + 1
-        refs = [i for i in range(1, idx) if f"c{i}" in expression]
+        # c1 ... cN as the math tool reads them ("c1" must not match inside "c10").
+        found = {int(n) for n in re.findall(r"\bc(\d+)\b", expression)}
+        refs = sorted(i for i in found if 1 <= i < idx)
         names = {f"c{i}": facts[i - 1][2] for i in refs}
         value = safe_eval(expression, names)  # type: ignore[arg-type]
         context = ", ".join(f"${i}" for i in refs)

@@ -108,6 +108,10 @@ def test_example_turns_render_like_real_input_and_compute_their_math() -> None:
     )
     assert '3. math(problem="c1 + c2", context=[$1, $2])\n   Observation: 7' in user.text
     assert "Result of the last step: 7" in user.text
+    # c10 is the tenth fact, not c1 followed by a 0.
+    facts = [(f"E{i}", "size", i, "m") for i in range(1, 11)]
+    user, _ = example_turn(("Gap?", facts, "c10 - c1", "9.", "9 m"))
+    assert '11. math(problem="c10 - c1", context=[$1, $10])' in user.text
 
 
 async def test_the_joiner_sees_the_example_turns_before_the_conversation() -> None:
