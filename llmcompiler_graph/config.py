@@ -437,32 +437,34 @@ _BUILTIN_EXAMPLES: dict[str, list[str]] = {
     "offline": [
         """\
 Question: What is the capital of Brazil?
+Thought: "capital" asks for one fact.
 1. lookup(entity="Brazil", attribute="capital")
 2. join()<END_OF_PLAN>""",
         """\
 Question: What is the combined height of the CN Tower and the Lotte World Tower?
+Thought: "combined" asks for a sum.
 1. lookup(entity="CN Tower", attribute="height")
 2. lookup(entity="Lotte World Tower", attribute="height")
-Thought: "combined" asks for a sum.
 3. math(problem="c1 + c2", context=[$1, $2])
 4. join()<END_OF_PLAN>""",
         """\
 Question: What is the average founding year of Intel, Sony and Netflix?
+Thought: "average" asks for the sum divided by the count.
 1. lookup(entity="Intel", attribute="founded")
 2. lookup(entity="Sony", attribute="founded")
 3. lookup(entity="Netflix", attribute="founded")
-Thought: "average" asks for the sum divided by the count.
 4. math(problem="(c1 + c2 + c3) / 3", context=[$1, $2, $3])
 5. join()<END_OF_PLAN>""",
         """\
 Question: How many times larger is Brazil's population than Egypt's?
+Thought: "how many times" asks for a ratio.
 1. lookup(entity="Brazil", attribute="population")
 2. lookup(entity="Egypt", attribute="population")
-Thought: "how many times" asks for a ratio.
 3. math(problem="c1 / c2", context=[$1, $2])
 4. join()<END_OF_PLAN>""",
         """\
 Question: Who directed the earlier film, Titanic or Alien?
+Thought: "earlier" compares release years, then "who directed" asks for the directors.
 1. lookup(entity="Titanic", attribute="release year")
 2. lookup(entity="Alien", attribute="release year")
 3. lookup(entity="Titanic", attribute="director")
@@ -470,14 +472,15 @@ Question: Who directed the earlier film, Titanic or Alien?
 5. join()<END_OF_PLAN>""",
         """\
 Question: Was Intel founded before IBM?
+Thought: "before" compares two founding years.
 1. lookup(entity="Intel", attribute="founded")
 2. lookup(entity="IBM", attribute="founded")
 3. join()<END_OF_PLAN>""",
         """\
 Question: Which is taller, the CN Tower or the Lotte World Tower, and by how many metres?
+Thought: "by how many" asks for a difference.
 1. lookup(entity="CN Tower", attribute="height")
 2. lookup(entity="Lotte World Tower", attribute="height")
-Thought: "by how many" asks for a difference.
 3. math(problem="abs(c1 - c2)", context=[$1, $2])
 4. join()<END_OF_PLAN>""",
     ],

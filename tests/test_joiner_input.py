@@ -97,6 +97,37 @@ def test_the_question_comes_after_the_observations_and_before_the_comparison() -
     assert text.endswith("Question: How tall is A?")
 
 
+def test_a_computed_number_is_not_shown_next_to_the_gap_between_the_facts() -> None:
+    tasks = [
+        {"idx": 1, "tool": "lookup", "args": 'entity="A"', "deps": [], "round": 0},
+        {"idx": 2, "tool": "lookup", "args": 'entity="B"', "deps": [], "round": 0},
+        {"idx": 3, "tool": "math", "args": 'problem="c1 + c2"', "deps": [1, 2], "round": 0},
+    ]
+    results = {
+        1: {"idx": 1, **_record("A", "height", 3, "m")},
+        2: {"idx": 2, **_record("B", "height", 5, "m")},
+        3: {"idx": 3, "ok": True, "value": 8, "content": "8"},
+    }
+
+    def text(question: str, upto: int = 3) -> str:
+        kept = {i: r for i, r in results.items() if i <= upto}
+        return joiner_input(tasks[:upto], kept, [{"round": 0}], question, max_chars=None)
+
+    # A sum answers "how tall together": its result is the answer, the gap (2) is noise.
+    summed = text("How tall are A and B together?")
+    assert summed.endswith("Result of the last step: 8\n\nQuestion: How tall are A and B together?")
+    assert "by 2" not in summed
+    # A which-question or a yes/no question still gets the comparison to choose with.
+    assert text("Which is taller, A or B?").endswith(
+        "B 5 m is larger than A 3 m, by 2 m; A 3 m is smaller than B 5 m."
+    )
+    assert "A 3 m is smaller than B 5 m" in text("Is A taller than B?")
+    # Nothing computed: the comparison is all the joiner has to rank with.
+    assert "A 3 m is smaller than B 5 m" in text(
+        "What is the capital of the taller of A and B?", upto=2
+    )
+
+
 def test_example_turns_render_like_real_input_and_compute_their_math() -> None:
     for example in JOINER_EXAMPLES:
         user, reply = example_turn(example)
