@@ -102,7 +102,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         dest="warm_start",
         action="store_false",
         default=None,
-        help="local model: do not restore or save the planner prompt's KV cache",
+        help="local model: do not restore or save the planner's and joiner's prompt KV caches",
     )
     p.add_argument(
         "--max-replans", type=_count(0), default=None, help="replans the joiner may ask for"
@@ -512,7 +512,9 @@ def _start_local(profile: LocalModelProfile, out: TextIO) -> LocalServer:
     from llmcompiler_graph.local import LocalServer
 
     path = _ensure_local_model(profile, out)
-    server = LocalServer(path, n_ctx=profile.n_ctx)
+    # One slot per role, each with the profile's context: the planner's and the joiner's
+    # static prompt starts stay cached side by side (see _warm_start).
+    server = LocalServer(path, n_ctx=profile.n_ctx * 2, n_parallel=2)
     server.start()
     print(
         f"Server: llama.cpp at {server.base_url}, up in {server.startup_seconds or 0:.1f} s",
@@ -625,22 +627,47 @@ def planner_system_prompt(
     return planner.messages({"messages": []}, 1)[0].text
 
 
-def _warm_start(server: LocalServer, prefix: str, progress: TextIO) -> None:
-    """Restore (or build and save) the planner prompt's KV cache; never fails the run."""
-    result = server.warm_start(prefix)
-    if result.status == "restored":
-        text = (
-            f"planner prompt's KV cache ({result.tokens:,} tokens) restored in "
-            f"{result.seconds:.2f} s from {result.path}"
-        )
-    elif result.status == "saved":
-        text = (
-            f"planner prompt read ({result.tokens:,} tokens) in {result.seconds:.1f} s; its "
-            f"KV cache is saved for the next start at {result.path}"
-        )
-    else:
-        text = f"cold start: {result.note}"
-    print(f"Server: {text}", file=progress, flush=True)
+def joiner_prompt_prefix(model: BaseChatModel) -> list[dict[str, str]]:
+    """The start of every joiner prompt of the graph :func:`_ask_with` builds: the
+    joiner's system message and worked turns, as OpenAI chat messages.
+
+    Built with the joiner's public API exactly as
+    :func:`~llmcompiler_graph.create_llm_compiler` builds the joiner (a test checks it
+    against what the joiner really sends).
+    """
+    from llmcompiler_graph.joiner import Joiner
+
+    messages = Joiner(model).messages({"messages": []}, must_finish=False)[:-1]
+    roles = {"system": "system", "human": "user", "ai": "assistant"}
+    return [{"role": roles[m.type], "content": m.text} for m in messages]
+
+
+def _warm_start(
+    server: LocalServer,
+    planner_prefix: str,
+    joiner_prefix: Sequence[Mapping[str, str]],
+    progress: TextIO,
+) -> None:
+    """Restore (or build and save) the KV caches of the planner's and the joiner's
+    prompt starts, each in its own slot when there are two; never fails the run."""
+    roles: list[tuple[str, Any, int | None]] = [("planner", planner_prefix, None)]
+    if server.n_parallel >= 2:
+        roles = [("planner", planner_prefix, 0), ("joiner", joiner_prefix, 1)]
+    for role, prefix, slot in roles:
+        result = server.warm_start(prefix, slot=slot)
+        if result.status == "restored":
+            text = (
+                f"{role} prompt's KV cache ({result.tokens:,} tokens) restored in "
+                f"{result.seconds:.2f} s from {result.path}"
+            )
+        elif result.status == "saved":
+            text = (
+                f"{role} prompt read ({result.tokens:,} tokens) in {result.seconds:.1f} s; "
+                f"its KV cache is saved for the next start at {result.path}"
+            )
+        else:
+            text = f"cold start of the {role} prompt: {result.note}"
+        print(f"Server: {text}", file=progress, flush=True)
 
 
 def _ask_with(
@@ -664,7 +691,8 @@ def _ask_with(
     agent = config.agent
     examples = config.examples_for(choice.tool_set) or None
     if server is not None and warm_start:
-        _warm_start(server, planner_system_prompt(model, tools, examples), progress)
+        planner_prefix = planner_system_prompt(model, tools, examples)
+        _warm_start(server, planner_prefix, joiner_prompt_prefix(model), progress)
     graph = create_llm_compiler(
         model,
         tools,

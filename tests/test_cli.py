@@ -306,20 +306,24 @@ def test_local_model_option_errors(argv: list[str], capsys: pytest.CaptureFixtur
 
 
 class _FakeServer:
-    """Stands in for LocalServer: records the prefix handed to warm_start."""
+    """Stands in for LocalServer: records the prefixes handed to warm_start."""
 
-    def __init__(self) -> None:
-        self.prefixes: list[str] = []
+    def __init__(self, n_parallel: int = 2) -> None:
+        self.n_parallel = n_parallel
+        self.prefixes: list[Any] = []
+        self.slots: list[int | None] = []
 
-    def warm_start(self, prefix: str) -> Any:
+    def warm_start(self, prefix: Any, *, slot: int | None = None) -> Any:
         from llmcompiler_graph.local import WarmStart
 
         self.prefixes.append(prefix)
+        self.slots.append(slot)
         return WarmStart("restored", Path("/cache/x.kv"), 1234, 0.05)
 
 
-def test_warm_start_prefix_is_the_planners_system_message() -> None:
-    # The prefix whose KV cache is kept must be exactly what the planner sends first.
+def test_warm_start_prefixes_are_what_the_planner_and_joiner_send_first() -> None:
+    # The prefixes whose KV caches are kept must be exactly the start of what the
+    # planner and the joiner send, each in its own slot.
     config = load_agent_config()
     model = ScriptedChatModel(replies=[PLAN, finish(ANSWER)])
     server = _FakeServer()
@@ -342,9 +346,33 @@ def test_warm_start_prefix_is_the_planners_system_message() -> None:
     assert code == 0
     system = model.calls[0][0]
     assert system.type == "system"
-    assert server.prefixes == [system.text]
+    assert server.prefixes[0] == system.text
     assert "Examples of good plans" in system.text and "lookup(" in system.text
-    assert "KV cache (1,234 tokens) restored in 0.05 s" in err.getvalue()
+    joiner_prefix = server.prefixes[1]
+    sent = model.calls[1][: len(joiner_prefix)]
+    roles = {"system": "system", "human": "user", "ai": "assistant"}
+    assert joiner_prefix == [{"role": roles[m.type], "content": m.text} for m in sent]
+    assert len(joiner_prefix) > 1 and model.calls[1][len(joiner_prefix)].text == QUESTION
+    assert server.slots == [0, 1]
+    assert "planner prompt's KV cache (1,234 tokens) restored in 0.05 s" in err.getvalue()
+    assert "joiner prompt's KV cache (1,234 tokens)" in err.getvalue()
+    # One slot: only the planner's prefix, in every slot.
+    one = _FakeServer(n_parallel=1)
+    cli._ask_with(
+        ScriptedChatModel(replies=[PLAN, finish(ANSWER)]),
+        server=one,  # type: ignore[arg-type]
+        warm_start=True,
+        question=QUESTION,
+        label="scripted",
+        config=config,
+        choice=cli._Choice(None, "scripted", "offline"),
+        max_replans=0,
+        max_concurrency=None,
+        args=args,
+        out=io.StringIO(),
+        progress=io.StringIO(),
+    )
+    assert one.prefixes == [system.text] and one.slots == [None]
     # Off: no warm start.
     cli._ask_with(
         ScriptedChatModel(replies=[PLAN, finish(ANSWER)]),
@@ -360,7 +388,7 @@ def test_warm_start_prefix_is_the_planners_system_message() -> None:
         out=io.StringIO(),
         progress=io.StringIO(),
     )
-    assert len(server.prefixes) == 1
+    assert len(server.prefixes) == 2
 
 
 def test_no_warm_start_option() -> None:

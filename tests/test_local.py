@@ -265,15 +265,18 @@ class FakeLlamaSlots:
         self.payload = payload
         self.primed = 0
         self.restored: list[bytes] = []
+        self.touched: list[tuple[str, int]] = []  # (action, slot) in order
         self.fail_save: Exception | None = None
 
-    def prime(self, prefix: str) -> int:
+    def prime(self, prefix: Any, slot: int) -> int:
         self.primed += 1
+        self.touched.append(("prime", slot))
         return 100
 
     def slot_action(self, slot: int, action: str, filename: str = "") -> dict[str, Any]:
         directory = self.server.kv_cache_dir
         assert directory is not None
+        self.touched.append((action, slot))
         if action == "save":
             if self.fail_save is not None:
                 raise self.fail_save
@@ -290,12 +293,18 @@ class FakeLlamaSlots:
 
 
 def _fake_server(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, n_ctx: int = 4096, **kwargs: Any
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    n_ctx: int = 4096,
+    n_parallel: int = 1,
+    **kwargs: Any,
 ) -> tuple[LocalServer, FakeLlamaSlots]:
     model = tmp_path / "m.gguf"
     if not model.exists():
         model.write_bytes(b"GGUF" + b"\0" * 60)
-    server = LocalServer(model, n_ctx=n_ctx, kv_cache_dir=kwargs.pop("kv", tmp_path / "kv"))
+    kv = kwargs.pop("kv", tmp_path / "kv")
+    server = LocalServer(model, n_ctx=n_ctx, n_parallel=n_parallel, kv_cache_dir=kv)
     # Looks started: a base URL, the settings start() records, no llama.cpp behind it.
     server._server = object()
     server._base_url = "http://127.0.0.1:9/v1"
@@ -327,6 +336,34 @@ def test_warm_start_saves_then_restores(tmp_path: Path, monkeypatch: pytest.Monk
     again = second.warm_start("SYSTEM PROMPT")
     assert (again.status, again.path, again.note) == ("restored", first.path, "")
     assert fake2.primed == 0 and fake2.restored == [fake.payload]
+
+
+def test_warm_start_gives_each_role_its_own_slot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    joiner = [
+        {"role": "system", "content": "JOINER"},
+        {"role": "user", "content": "worked question"},
+        {"role": "assistant", "content": "worked answer"},
+    ]
+    server, fake = _fake_server(tmp_path, monkeypatch, n_parallel=2)
+    assert server.warm_start("PLANNER", slot=0).status == "saved"
+    assert server.warm_start(joiner, slot=1).status == "saved"
+    # Each prefix was processed, saved and left in its own slot only.
+    assert fake.touched == [("prime", 0), ("save", 0), ("prime", 1), ("save", 1)]
+    assert server.kv_cache_key(joiner) != server.kv_cache_key("PLANNER")
+    assert server.kv_cache_key(joiner) != server.kv_cache_key(joiner[:1])
+
+    second, fake2 = _fake_server(tmp_path, monkeypatch, n_parallel=2)
+    assert second.warm_start("PLANNER", slot=0).status == "restored"
+    assert second.warm_start(joiner, slot=1).status == "restored"
+    assert fake2.touched == [("restore", 0), ("restore", 1)] and fake2.primed == 0
+    # Without a slot, the prefix goes into every slot, as before.
+    third, fake3 = _fake_server(tmp_path, monkeypatch, n_parallel=2)
+    assert third.warm_start("PLANNER").status == "restored"
+    assert fake3.touched == [("restore", 0), ("restore", 1)]
+    with pytest.raises(ValueError, match="slot 2"):
+        third.warm_start("PLANNER", slot=2)
 
 
 def test_warm_start_key_covers_prefix_and_settings(
@@ -393,7 +430,7 @@ def test_warm_start_disk_full_or_read_only_is_a_cold_start(
 
     server, fake = _fake_server(tmp_path, monkeypatch)
 
-    def broken(prefix: str) -> int:
+    def broken(prefix: Any, slot: int) -> int:
         raise RuntimeError("HTTP 500")
 
     monkeypatch.setattr(server, "_prime", broken)

@@ -230,6 +230,44 @@ def test_kv_cache_saved_then_restored_on_a_fresh_server(
     )
 
 
+def test_two_prefixes_stay_cached_in_their_own_slots(
+    local_model_path: Path, tmp_path: Path
+) -> None:
+    # The CLI keeps the planner's and the joiner's prompt starts in slots 0 and 1;
+    # llama.cpp must send each request to the slot that holds its prefix.
+    joiner = [
+        {"role": "system", "content": "Answer from the observations. " * 20},
+        {"role": "user", "content": "Observation: 3 apples and 4 pears. Question: how many?"},
+        {"role": "assistant", "content": "Thought: 3 + 4.\nAction: Finish(7)"},
+    ]
+
+    def ask(server: LocalServer, messages: list[dict[str, str]]) -> dict[str, Any]:
+        body = {"messages": messages, "max_tokens": 2, "temperature": 0}
+        request = urllib.request.Request(
+            server.base_url + "/chat/completions",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=600) as resp:
+            return json.loads(resp.read())
+
+    options: dict[str, Any] = {"n_ctx": 2048, "n_parallel": 2, "kv_cache_dir": tmp_path}
+    with LocalServer(local_model_path, **options) as first:
+        assert first.warm_start(PLANNER_SYSTEM, slot=0).status == "saved"
+        assert first.warm_start(joiner, slot=1).status == "saved"
+    with LocalServer(local_model_path, **options) as fresh:
+        planner = fresh.warm_start(PLANNER_SYSTEM, slot=0)
+        joined = fresh.warm_start(joiner, slot=1)
+        assert (planner.status, joined.status) == ("restored", "restored")
+        for _ in range(2):  # alternating requests: neither evicts the other's prefix
+            for prefix, tokens in (
+                ([{"role": "system", "content": PLANNER_SYSTEM}], planner.tokens),
+                (joiner, joined.tokens),
+            ):
+                reply = ask(fresh, [*prefix, {"role": "user", "content": f"Q: {QUESTION}"}])
+                assert reply["timings"]["cache_n"] >= tokens - 10, (prefix[0], reply["timings"])
+
+
 @tool
 def get_weather(city: str) -> str:
     """Get the current weather in a city."""
