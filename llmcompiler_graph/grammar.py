@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -948,6 +948,7 @@ def joiner_grammar(
     max_thought_chars: int | None = 300,
     plain_answer: bool = True,
     answer_form: Literal["name", "yes_no"] | None = None,
+    numbers: Collection[str] | None = None,
 ) -> str:
     """A GBNF grammar for the joiner's decision.
 
@@ -964,6 +965,11 @@ def joiner_grammar(
         answer_form: How the ``Finish`` answer starts, from the question's form:
             ``"yes_no"`` with Yes or No, ``"name"`` (a which/who question) with a
             letter or a quote, not a number; ``None`` leaves it free.
+        numbers: With ``plain_answer``, the only numbers the ``Finish`` answer may
+            write, as written in what the joiner read (see
+            :func:`llmcompiler_graph.joiner.observed_numbers`):
+            an answer copies its numbers, it does not work them out or mistype them.
+            ``None`` allows any number.
 
     Returns:
         The grammar text; its start rule is ``root``.
@@ -972,6 +978,11 @@ def joiner_grammar(
         >>> gbnf_matches(joiner_grammar(), "Thought: done.\\nAction: Finish(42 (approx.))")
         True
         >>> gbnf_matches(joiner_grammar(), "Action: Finish(42)")
+        False
+        >>> copied = joiner_grammar(numbers=["2.7", "335,000,000"])
+        >>> gbnf_matches(copied, "Thought: t\\nAction: Finish(2.7 times)")
+        True
+        >>> gbnf_matches(copied, "Thought: t\\nAction: Finish(7.0 times)")
         False
     """
     char = r"[^\n]" if not multiline_answer else r"[^\x00]"
@@ -988,6 +999,14 @@ def joiner_grammar(
             rf"text ::= [^{excluded}0-9=]+",
             r"number ::= [0-9] [0-9.,]*",
         ]
+        if numbers is not None and not numbers:
+            finish[1:] = [rf"body ::= [^{excluded}0-9=]+"]  # nothing to copy: no digits
+        elif numbers is not None:
+            finish[-1] = "number ::= " + " | ".join(_lit(n) for n in sorted(set(numbers)))
+            # No digit right after a number's "," or ".": a model that meant a number it
+            # may not write would otherwise spell it as allowed pieces ("1,1,1,...").
+            finish[3] = rf'after ::= [ ]* [^{excluded}0-9 =+*/^,.\-] text? tail | [,.] sep? | ""'
+            finish.append(rf"sep ::= [^{excluded}0-9=] text? tail")
     # A small model states the right thing in its Thought and then answers a
     # which-question with a bare number, or a yes/no question with a sentence: the
     # form the prompt asks for is enforced here.

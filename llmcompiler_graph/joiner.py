@@ -275,12 +275,14 @@ class Joiner:
             HumanMessage(text),
         ]
 
-    def _bound_model(self, question: str) -> LanguageModelLike:
+    def _bound_model(self, question: str, joiner_text: str) -> LanguageModelLike:
         if not self.grammar or not isinstance(self.model, BaseChatModel):
             return self.model
         from llmcompiler_graph.grammar import grammar_request_kwargs, joiner_grammar
 
-        grammar = joiner_grammar(answer_form=answer_form(question))
+        grammar = joiner_grammar(
+            answer_form=answer_form(question), numbers=observed_numbers(joiner_text)
+        )
         return self.model.bind(**grammar_request_kwargs(grammar, self.grammar))
 
     async def anode(self, state: LLMCompilerState, config: RunnableConfig) -> dict[str, Any]:
@@ -348,8 +350,8 @@ class Joiner:
         """The model's reply and its token usage, or a message saying the time
         limit cut it short. The answer streams out as it is written (see
         :class:`_AnswerRelay`)."""
-        model = self._bound_model(_last_question(state["messages"]))
         messages = self.messages(state, must_finish=must_finish)
+        model = self._bound_model(_last_question(state["messages"]), messages[-1].text)
         # The raw reply (thought and action) stays out of the ``messages`` stream:
         # a chat UI shows the answer alone. Filter for the tag to see it all.
         raw_config = merge_configs(config, {"tags": [JOINER_TAG, TAG_NOSTREAM]})
@@ -441,7 +443,7 @@ def joiner_input(
     # last step computed (a sum, an average), its "by GAP" competed with that result:
     # the 0.5B model answered the gap for 3 sums and averages of 34 offline-qa questions.
     if not final or answer_form(question) is not None:
-        ranking = rank_records(results.values())
+        ranking = rank_records(results.values(), question)
         if ranking:
             parts.append(ranking)
     return "\n\n".join(parts)
@@ -505,13 +507,15 @@ def _fact_text(entity: str, attribute: str, value: Any, unit: str) -> str:
     return f"The {attribute} of {entity} is {shown} {unit}.".replace(" .", ".")
 
 
-def rank_records(results: Any) -> str:
+def rank_records(results: Any, question: str = "") -> str:
     """Numeric facts of the same attribute, in order, so a small model need not compare.
 
     A result that is a record with ``entity``, ``attribute`` and a numeric ``value``
     (an offline ``lookup``) is compared with the others of its attribute: two are
     compared both ways, more are ranked with their ends labelled (years earliest
-    first, other values largest first).
+    first, other values largest first). For a yes/no ``question``, the two ways start
+    with the entity the question names first, as its answer does ("Is A taller than
+    B?": "A ... is smaller than B ...; B ... is larger than A ...").
 
     Example:
         >>> rows = [{"ok": True, "value": {"entity": e, "attribute": "height", "value": v,
@@ -554,15 +558,27 @@ def rank_records(results: Any) -> str:
             by = f"{gap if years else format_number(gap)}{' ' + unit + 's' if years else ''}"
             if not years and unit:
                 by += f" {unit}"
-            lines.append(
-                f"By {attribute}: {a} is {more} than {b}, by {by}; {b} is {less} than {a}."
-            )
+            ways = [f"{a} is {more} than {b}, by {by}", f"{b} is {less} than {a}"]
+            if _leads(question, ordered, years):
+                ways = [f"{b} is {less} than {a}, by {by}", f"{a} is {more} than {b}"]
+            lines.append(f"By {attribute}: {ways[0]}; {ways[1]}.")
             continue
         first, last = ("earliest", "latest") if years else ("largest", "smallest")
         shown[0] += f" ({first})"
         shown[-1] += f" ({last})"
         lines.append(f"Ranked by {attribute}: {'; '.join(shown)}.")
     return "\n".join(lines)
+
+
+def _leads(question: str, ordered: Sequence[Mapping[str, Any]], years: bool) -> bool:
+    """Whether a yes/no ``question`` names the "less" one of two records first."""
+    if answer_form(question) != "yes_no":
+        return False
+    text = question.lower()
+    less = ordered[0] if years else ordered[1]
+    more = ordered[1] if years else ordered[0]
+    at_less, at_more = (text.find(str(r["entity"]).lower()) for r in (less, more))
+    return at_less >= 0 and (at_more < 0 or at_less < at_more)
 
 
 def final_results(tasks: Any, results: Mapping[int, Any]) -> str:
@@ -598,6 +614,33 @@ _YES_NO_QUESTION = re.compile(
     r"(is|are|was|were|do|does|did|has|have|had|can|could|will|would|should)\b", re.I
 )
 _NAME_QUESTION = re.compile(r"(which|who|whom|whose)\b", re.I)
+
+
+_PLAN_LINE = re.compile(r"\s*(\d+\.\s+\w+\(|Plan \d+ and its observations:)")
+_NUMBER_WRITTEN = re.compile(r"\d(?:[\d,]*\d)?(?:\.\d+)?")
+
+
+def observed_numbers(joiner_text: str) -> list[str]:
+    """The numbers an answer may write: each one as the joiner's input writes it, in
+    observations, the last step's result, the comparison and the question, but not in
+    the plan's own lines (task numbers, ``c1``, call arguments). A number may also be
+    written with or without thousands separators.
+
+    Example:
+        >>> observed_numbers(
+        ...     "Plan 1 and its observations:\\n1. math(problem=\\"c1 / c2\\")\\n"
+        ...     "   Observation: 2.7\\n\\nQuestion: How much larger is 335,000,000?"
+        ... )
+        ['2.7', '335,000,000', '335000000']
+    """
+    found: list[str] = []
+    for line in joiner_text.splitlines():
+        if _PLAN_LINE.match(line):
+            continue
+        for number in _NUMBER_WRITTEN.findall(line):
+            whole, dot, fraction = number.replace(",", "").partition(".")
+            found.extend((number, whole + dot + fraction, f"{int(whole):,}{dot}{fraction}"))
+    return list(dict.fromkeys(found))
 
 
 def answer_form(question: str) -> Literal["name", "yes_no"] | None:

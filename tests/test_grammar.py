@@ -360,3 +360,25 @@ def test_the_joiner_grammar_enforces_the_answer_form_of_the_question() -> None:
     assert finishes(None, "16,000,000 people")
     # A replan is never constrained by the answer form.
     assert gbnf_matches(joiner_grammar(answer_form="name"), "Thought: x.\nAction: Replan(more)")
+
+
+def test_the_joiner_grammar_lets_an_answer_write_only_numbers_it_read() -> None:
+    from llmcompiler_graph.grammar import gbnf_matches, joiner_grammar
+
+    def finishes(numbers: list[str], answer: str, form: str | None = None) -> bool:
+        grammar = joiner_grammar(numbers=numbers, answer_form=form)  # type: ignore[arg-type]
+        return gbnf_matches(grammar, f"Thought: read.\nAction: Finish({answer})")
+
+    read = ["2.7", "16,000,000", "16000000", "101"]
+    assert finishes(read, "2.7") and finishes(read, "16,000,000 people")
+    assert finishes(read, "Germany, by 16,000,000 people", "name")
+    assert finishes(read, "Taipei 101", "name") and finishes(read, "No, 2.7 times", "yes_no")
+    # Mistyped, rounded differently, or worked out: not among the numbers read.
+    for answer in ("7.0", "2.70", "27", "160,000,000", "16 million", "2"):
+        assert not finishes(read, answer), answer
+    # A number it may not write cannot be spelled as allowed pieces joined by "," or ".".
+    assert not finishes(["1", "1994"], "1,1,1") and not finishes(["1", "1994"], "1.1")
+    assert finishes(["1", "1994"], "1994, 1 year.") and finishes(["1"], "1.")
+    # Nothing numeric was read: the answer has no digits at all.
+    assert finishes([], "Canberra") and not finishes([], "Canberra 2")
+    assert gbnf_matches(joiner_grammar(numbers=[]), "Thought: x.\nAction: Replan(look up 2)")

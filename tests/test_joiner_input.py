@@ -161,3 +161,42 @@ async def test_the_joiner_sees_the_example_turns_before_the_conversation() -> No
     graph = create_llm_compiler(model, offline_tools(latency_s=0), joiner_examples=()).compile()
     await graph.ainvoke({"messages": [HumanMessage("Capital of France?")]})
     assert len(model.calls[1]) == 3
+
+
+def test_a_yes_no_comparison_starts_with_the_entity_the_question_names_first() -> None:
+    rows = [
+        _record("Tall", "height", 9, "m"),
+        _record("Short", "height", 4, "m"),
+    ]
+    both = "Short 4 m is smaller than Tall 9 m, by 5 m; Tall 9 m is larger than Short 4 m."
+    assert rank_records(rows, "Is Short taller than Tall?") == f"By height: {both}"
+    plain = "Tall 9 m is larger than Short 4 m, by 5 m; Short 4 m is smaller than Tall 9 m."
+    assert rank_records(rows, "Is Tall taller than Short?") == f"By height: {plain}"
+    # Which-questions and no question keep the larger (or later) one first.
+    assert rank_records(rows, "Which is taller, Short or Tall?") == f"By height: {plain}"
+    assert rank_records(rows) == f"By height: {plain}"
+    years = [
+        _record("Old", "founded", 1900, "year"),
+        _record("New", "founded", 1950, "year"),
+    ]
+    assert rank_records(years, "Was New founded before Old?") == (
+        "By founded: New 1950 is later than Old 1900, by 50 years; "
+        "Old 1900 is earlier than New 1950."
+    )
+    assert rank_records(years, "Was Old founded before New?").startswith(
+        "By founded: Old 1900 is earlier than New 1950, by 50 years"
+    )
+
+
+def test_observed_numbers_come_from_what_the_tools_said_in_either_spelling() -> None:
+    from llmcompiler_graph.joiner import observed_numbers
+
+    text = (
+        "Plan 1 and its observations:\n"
+        '1. lookup(entity="Amazon", attribute="founded")\n'
+        "   Observation: Amazon was founded in 1994.\n"
+        '2. math(problem="c1 / 12", context=[$1])\n'
+        "   Observation: 1,234.5\n\nQuestion: Was Amazon founded before 2000?"
+    )
+    found = observed_numbers(text)
+    assert set(found) == {"1994", "1,994", "1,234.5", "1234.5", "2000", "2,000"}

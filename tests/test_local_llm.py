@@ -163,8 +163,9 @@ def test_plan_grammar_validity(local_server: LocalServer) -> None:
     assert counts["grammar"] == SAMPLES
 
 
-def test_joiner_grammar_output(local_server: LocalServer) -> None:
-    grammar = joiner_grammar()
+@pytest.mark.parametrize("numbers", [None, ["330", "93", "237"], []])
+def test_joiner_grammar_output(local_server: LocalServer, numbers: list[str] | None) -> None:
+    grammar = joiner_grammar(numbers=numbers)
     llm = local_server.chat_model(temperature=0, max_tokens=120)
     reply = llm.invoke(
         [

@@ -66,6 +66,19 @@ def nap(seconds: float, label: str = "") -> str:
 
 
 @tool
+def meet(directory: str, label: str, other: str) -> str:
+    """Say "here", then wait for the other call to say it too (proof that both run at
+    once: run one after the other, the first would wait in vain)."""
+    Path(directory, label).touch()
+    deadline = time.monotonic() + 120  # only a hang guard
+    while not Path(directory, other).exists():
+        if time.monotonic() > deadline:
+            return f"{label}: {other} never started while {label} ran"
+        time.sleep(0.01)
+    return label
+
+
+@tool
 async def async_only(text: str) -> str:
     """An async-only tool (no sync function)."""
     await asyncio.sleep(0.01)
@@ -164,14 +177,13 @@ async def test_async_only_tool_runs_remotely(executor: RayExecutor) -> None:
     assert text == "hi" and int(pid) != os.getpid()
 
 
-async def test_calls_run_in_parallel_on_two_workers(executor: RayExecutor) -> None:
-    start = time.perf_counter()
+async def test_calls_run_in_parallel_on_two_workers(executor: RayExecutor, tmp_path: Path) -> None:
+    # A rendezvous, not a stopwatch: each call waits until the other has started.
     out = await asyncio.gather(
-        call(executor, nap, seconds=0.6, label="x"), call(executor, nap, seconds=0.6, label="y")
+        call(executor, meet, directory=str(tmp_path), label="x", other="y"),
+        call(executor, meet, directory=str(tmp_path), label="y", other="x"),
     )
-    elapsed = time.perf_counter() - start
     assert out == ["x", "y"]
-    assert elapsed < 1.1, elapsed  # serial would be >= 1.2 s
 
 
 async def test_per_tool_ray_options_apply(executor: RayExecutor) -> None:

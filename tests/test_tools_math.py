@@ -493,3 +493,13 @@ def test_an_unknown_name_still_fails_with_the_original_error() -> None:
     rows = [{"entity": "Japan", "attribute": "population", "value": 100}]
     with pytest.raises(ToolException, match=r"cannot evaluate 'Germany - Japan'"):
         tool.invoke({"problem": "Germany - Japan", "context": rows})
+
+
+def test_one_record_used_twice_is_a_plan_error_the_joiner_can_read() -> None:
+    tool = create_math_tool()
+    record = {"entity": "Empire State Building", "attribute": "height", "value": 381}
+    with pytest.raises(ToolException, match=r"c1 and c2 are the same result \(.*381"):
+        tool.invoke({"problem": "c1 + c2", "context": [record, dict(record)]})
+    # Listed twice but used once, or two equal plain numbers: nothing wrong to report.
+    assert tool.invoke({"problem": "c1 * 2", "context": [record, record]}) == 762
+    assert tool.invoke({"problem": "c1 + c2", "context": [381, 381]}) == 762

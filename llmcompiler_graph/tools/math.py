@@ -10,6 +10,7 @@ and number size.
 from __future__ import annotations
 
 import ast
+import json
 import math as _math
 import operator
 import re
@@ -521,6 +522,7 @@ def _context_hint(error: ExpressionError, context: Sequence[Any]) -> str:
 
 
 def _evaluate_or_raise(expression: str, context: Sequence[Any]) -> Number:
+    _check_no_repeated_record(expression, context)
     names = _context_names(context)
     try:
         return safe_eval(expression, names)
@@ -533,6 +535,25 @@ def _evaluate_or_raise(expression: str, context: Sequence[Any]) -> Number:
                 pass
         hint = _context_hint(exc, context)
         raise ToolException(f"math: cannot evaluate {expression!r}: {exc}{hint}") from None
+
+
+def _check_no_repeated_record(expression: str, context: Sequence[Any]) -> None:
+    """Refuse an expression over one record twice (``c1 + c2`` with ``context=[$1,
+    $1]``): a small planner writes it to do math on a single lookup, and its result
+    (double the fact, or zero) read as a real answer."""
+    used = {int(n) for n in re.findall(r"\bc(\d+)\b", expression)}
+    seen: dict[str, int] = {}
+    for index, item in enumerate(context, start=1):
+        if not isinstance(item, Mapping) or index not in used:
+            continue
+        key = json.dumps(item, sort_keys=True, default=str)
+        if key in seen:
+            raise ToolException(
+                f"math: c{seen[key]} and c{index} are the same result "
+                f"({_render_context([item], limit=120).removeprefix('c1: ')}); "
+                "a calculation needs different results, each once"
+            )
+        seen[key] = index
 
 
 def _entities_as_names(expression: str, context: Sequence[Any]) -> str:
