@@ -321,29 +321,33 @@ class _FakeServer:
         return WarmStart("restored", Path("/cache/x.kv"), 1234, 0.05)
 
 
-def test_warm_start_prefixes_are_what_the_planner_and_joiner_send_first() -> None:
-    # The prefixes whose KV caches are kept must be exactly the start of what the
-    # planner and the joiner send, each in its own slot.
-    config = load_agent_config()
+def _ask_on(server: _FakeServer, *, warm_start: bool = True) -> tuple[ScriptedChatModel, str]:
+    """``ask`` with a scripted model on ``server``; the model and the progress text."""
     model = ScriptedChatModel(replies=[PLAN, finish(ANSWER)])
-    server = _FakeServer()
-    args = build_parser().parse_args(["ask", QUESTION])
-    out, err = io.StringIO(), io.StringIO()
+    err = io.StringIO()
     code = cli._ask_with(
         model,
         server=server,  # type: ignore[arg-type]
-        warm_start=True,
+        warm_start=warm_start,
         question=QUESTION,
         label="scripted",
-        config=config,
+        config=load_agent_config(),
         choice=cli._Choice(None, "scripted", "offline"),
         max_replans=0,
         max_concurrency=None,
-        args=args,
-        out=out,
+        args=build_parser().parse_args(["ask", QUESTION]),
+        out=io.StringIO(),
         progress=err,
     )
     assert code == 0
+    return model, err.getvalue()
+
+
+def test_warm_start_prefixes_are_what_the_planner_and_joiner_send_first() -> None:
+    # The prefixes whose KV caches are kept must be exactly the start of what the
+    # planner and the joiner send, each in its own slot.
+    server = _FakeServer()
+    model, progress = _ask_on(server)
     system = model.calls[0][0]
     assert system.type == "system"
     assert server.prefixes[0] == system.text
@@ -354,40 +358,14 @@ def test_warm_start_prefixes_are_what_the_planner_and_joiner_send_first() -> Non
     assert joiner_prefix == [{"role": roles[m.type], "content": m.text} for m in sent]
     assert len(joiner_prefix) > 1 and model.calls[1][len(joiner_prefix)].text == QUESTION
     assert server.slots == [0, 1]
-    assert "planner prompt's KV cache (1,234 tokens) restored in 0.05 s" in err.getvalue()
-    assert "joiner prompt's KV cache (1,234 tokens)" in err.getvalue()
+    assert "planner prompt's KV cache (1,234 tokens) restored in 0.05 s" in progress
+    assert "joiner prompt's KV cache (1,234 tokens)" in progress
     # One slot: only the planner's prefix, in every slot.
     one = _FakeServer(n_parallel=1)
-    cli._ask_with(
-        ScriptedChatModel(replies=[PLAN, finish(ANSWER)]),
-        server=one,  # type: ignore[arg-type]
-        warm_start=True,
-        question=QUESTION,
-        label="scripted",
-        config=config,
-        choice=cli._Choice(None, "scripted", "offline"),
-        max_replans=0,
-        max_concurrency=None,
-        args=args,
-        out=io.StringIO(),
-        progress=io.StringIO(),
-    )
+    _ask_on(one)
     assert one.prefixes == [system.text] and one.slots == [None]
     # Off: no warm start.
-    cli._ask_with(
-        ScriptedChatModel(replies=[PLAN, finish(ANSWER)]),
-        server=server,  # type: ignore[arg-type]
-        warm_start=False,
-        question=QUESTION,
-        label="scripted",
-        config=config,
-        choice=cli._Choice(None, "scripted", "offline"),
-        max_replans=0,
-        max_concurrency=None,
-        args=args,
-        out=io.StringIO(),
-        progress=io.StringIO(),
-    )
+    _ask_on(server, warm_start=False)
     assert len(server.prefixes) == 2
 
 

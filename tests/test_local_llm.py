@@ -192,25 +192,24 @@ async def test_async_context_manager(local_model_path: Path) -> None:
     assert not srv.running
 
 
+def _raw_chat(server: LocalServer, messages: list[dict[str, str]]) -> dict[str, Any]:
+    """One short chat completion straight from llama.cpp, with its ``timings``."""
+    body = {"messages": messages, "max_tokens": 4, "temperature": 0}
+    request = urllib.request.Request(
+        server.base_url + "/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=600) as resp:
+        return json.loads(resp.read())
+
+
 def test_kv_cache_saved_then_restored_on_a_fresh_server(
     local_model_path: Path, tmp_path: Path
 ) -> None:
     def ask(server: LocalServer) -> dict[str, Any]:
-        body = {
-            "messages": [
-                {"role": "system", "content": PLANNER_SYSTEM},
-                {"role": "user", "content": f"Question: {QUESTION}"},
-            ],
-            "max_tokens": 4,
-            "temperature": 0,
-        }
-        request = urllib.request.Request(
-            server.base_url + "/chat/completions",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=600) as resp:
-            return json.loads(resp.read())
+        system = {"role": "system", "content": PLANNER_SYSTEM}
+        return _raw_chat(server, [system, {"role": "user", "content": f"Question: {QUESTION}"}])
 
     with LocalServer(local_model_path, n_ctx=1024, kv_cache_dir=tmp_path) as first:
         saved = first.warm_start(PLANNER_SYSTEM)
@@ -242,16 +241,6 @@ def test_two_prefixes_stay_cached_in_their_own_slots(
         {"role": "assistant", "content": "Thought: 3 + 4.\nAction: Finish(7)"},
     ]
 
-    def ask(server: LocalServer, messages: list[dict[str, str]]) -> dict[str, Any]:
-        body = {"messages": messages, "max_tokens": 2, "temperature": 0}
-        request = urllib.request.Request(
-            server.base_url + "/chat/completions",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=600) as resp:
-            return json.loads(resp.read())
-
     options: dict[str, Any] = {"n_ctx": 2048, "n_parallel": 2, "kv_cache_dir": tmp_path}
     with LocalServer(local_model_path, **options) as first:
         assert first.warm_start(PLANNER_SYSTEM, slot=0).status == "saved"
@@ -265,7 +254,8 @@ def test_two_prefixes_stay_cached_in_their_own_slots(
                 ([{"role": "system", "content": PLANNER_SYSTEM}], planner.tokens),
                 (joiner, joined.tokens),
             ):
-                reply = ask(fresh, [*prefix, {"role": "user", "content": f"Q: {QUESTION}"}])
+                question = {"role": "user", "content": f"Q: {QUESTION}"}
+                reply = _raw_chat(fresh, [*prefix, question])
                 assert reply["timings"]["cache_n"] >= tokens - 10, (prefix[0], reply["timings"])
 
 
