@@ -458,7 +458,7 @@ def example_turn(example: JoinerExample, *, max_chars: int | None = None) -> lis
         >>> user.text.splitlines()[-3], reply.text.splitlines()[-1]
         ('Question: Was Honda founded before Ford?', 'Action: Finish(No)')
     """
-    from llmcompiler_graph.tools.math import safe_eval
+    from llmcompiler_graph.tools.math import context_refs, safe_eval
 
     question, facts, expression, thought, answer = example
     tasks: list[dict[str, Any]] = []
@@ -478,9 +478,7 @@ def example_turn(example: JoinerExample, *, max_chars: int | None = None) -> lis
         results[idx] = {"idx": idx, "ok": True, "value": record, "content": record["text"]}
     if expression is not None:
         idx = len(facts) + 1
-        # c1 ... cN as the math tool reads them ("c1" must not match inside "c10").
-        found = {int(n) for n in re.findall(r"\bc(\d+)\b", expression)}
-        refs = sorted(i for i in found if 1 <= i < idx)
+        refs = sorted(i for i in context_refs(expression) if 1 <= i < idx)
         names = {f"c{i}": facts[i - 1][2] for i in refs}
         value = safe_eval(expression, names)  # type: ignore[arg-type]
         context = ", ".join(f"${i}" for i in refs)

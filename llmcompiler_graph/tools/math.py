@@ -30,6 +30,7 @@ __all__ = [
     "MAX_INT_BITS",
     "ExpressionError",
     "MathInput",
+    "context_refs",
     "create_math_tool",
     "extract_expression",
     "resolve_context_number",
@@ -506,6 +507,22 @@ class MathInput(BaseModel):
         return [value]
 
 
+def context_refs(expression: str) -> set[int]:
+    """The context items an expression names: ``{1, 10}`` for ``"c10 - c1"``
+    (``c1`` does not match inside ``c10``).
+
+    Example:
+        >>> sorted(context_refs("abs(c10 - c1) / c1"))
+        [1, 10]
+    """
+    return {int(n) for n in re.findall(r"\bc(\d+)\b", expression)}
+
+
+def _shown_item(item: Any) -> str:
+    """One context item, briefly, for an error message."""
+    return _render_context([item], limit=120).removeprefix("c1: ")
+
+
 def _context_hint(error: ExpressionError, context: Sequence[Any]) -> str:
     # Explain *why* c2 is unknown: missing, or present but not a single number.
     match = re.search(r"unknown name 'c(\d+)'", str(error))
@@ -514,7 +531,7 @@ def _context_hint(error: ExpressionError, context: Sequence[Any]) -> str:
     index = int(match.group(1))
     if not 1 <= index <= len(context):
         return f". There are {len(context)} context items (c1..c{len(context)})."
-    shown = _render_context([context[index - 1]], limit=120).removeprefix("c1: ")
+    shown = _shown_item(context[index - 1])
     return (
         f". Context item c{index} is not a single number ({shown}); pass a number, a numeric "
         "string or a record with a numeric 'value', or copy the number into the problem."
@@ -541,7 +558,7 @@ def _check_no_repeated_record(expression: str, context: Sequence[Any]) -> None:
     """Refuse an expression over one record twice (``c1 + c2`` with ``context=[$1,
     $1]``): a small planner writes it to do math on a single lookup, and its result
     (double the fact, or zero) read as a real answer."""
-    used = {int(n) for n in re.findall(r"\bc(\d+)\b", expression)}
+    used = context_refs(expression)
     seen: dict[str, int] = {}
     for index, item in enumerate(context, start=1):
         if not isinstance(item, Mapping) or index not in used:
@@ -550,7 +567,7 @@ def _check_no_repeated_record(expression: str, context: Sequence[Any]) -> None:
         if key in seen:
             raise ToolException(
                 f"math: c{seen[key]} and c{index} are the same result "
-                f"({_render_context([item], limit=120).removeprefix('c1: ')}); "
+                f"({_shown_item(item)}); "
                 "a calculation needs different results, each once"
             )
         seen[key] = index
