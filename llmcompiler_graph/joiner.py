@@ -548,7 +548,8 @@ def rank_records(results: Any, question: str = "") -> str:
             # Both directions spelled out: a small model matches the question's own
             # wording ("before", "less") more reliably than it compares numbers.
             more, less = ("later", "earlier") if years else ("larger", "smaller")
-            a, b = (shown[1], shown[0]) if years else (shown[0], shown[1])
+            hi, lo = (1, 0) if years else (0, 1)  # the later (larger) one, the other
+            a, b = shown[hi], shown[lo]
             # The gap too, always positive and with its unit: "by how much" is the
             # usual next question, and a plan's c1 - c2 may have come out negative.
             unit = ordered[0].get("unit") or ""
@@ -556,10 +557,10 @@ def rank_records(results: Any, question: str = "") -> str:
             by = f"{gap if years else format_number(gap)}{' ' + unit + 's' if years else ''}"
             if not years and unit:
                 by += f" {unit}"
-            ways = [f"{a} is {more} than {b}, by {by}", f"{b} is {less} than {a}"]
-            if _leads(question, ordered, years):
-                ways = [f"{b} is {less} than {a}, by {by}", f"{a} is {more} than {b}"]
-            lines.append(f"By {attribute}: {ways[0]}; {ways[1]}.")
+            ways = [f"{a} is {more} than {b}", f"{b} is {less} than {a}"]
+            if _names_first(question, ordered[lo]["entity"], ordered[hi]["entity"]):
+                ways.reverse()
+            lines.append(f"By {attribute}: {ways[0]}, by {by}; {ways[1]}.")
             continue
         first, last = ("earliest", "latest") if years else ("largest", "smallest")
         shown[0] += f" ({first})"
@@ -568,15 +569,13 @@ def rank_records(results: Any, question: str = "") -> str:
     return "\n".join(lines)
 
 
-def _leads(question: str, ordered: Sequence[Mapping[str, Any]], years: bool) -> bool:
-    """Whether a yes/no ``question`` names the "less" one of two records first."""
+def _names_first(question: str, entity: str, other: str) -> bool:
+    """Whether a yes/no ``question`` names ``entity`` before ``other``."""
     if answer_form(question) != "yes_no":
         return False
     text = question.lower()
-    less = ordered[0] if years else ordered[1]
-    more = ordered[1] if years else ordered[0]
-    at_less, at_more = (text.find(str(r["entity"]).lower()) for r in (less, more))
-    return at_less >= 0 and (at_more < 0 or at_less < at_more)
+    at, at_other = text.find(entity.lower()), text.find(other.lower())
+    return at >= 0 and (at_other < 0 or at < at_other)
 
 
 def final_results(tasks: Any, results: Mapping[int, Any]) -> str:
