@@ -988,25 +988,30 @@ def joiner_grammar(
     char = r"[^\n]" if not multiline_answer else r"[^\x00]"
     excluded = r"\n" if not multiline_answer else r"\x00"
     finish = [r'finish ::= "Finish(" answer ")"', rf"body ::= {char}+"]
-    if plain_answer:
+    if plain_answer and numbers is not None and not numbers:
+        # Nothing numeric was read, so there is nothing to copy: no digits at all.
+        finish = [finish[0], rf"body ::= [^{excluded}0-9=]+"]
+    elif plain_answer:
         # Text (anything but digits and "=") and numbers alternate; a number is followed
         # by the end or by (spaces and) a character that is not an operator.
-        finish = [
-            r'finish ::= "Finish(" answer ")"',
-            r"body ::= text tail | number after",
-            r'tail ::= number after | ""',
-            rf'after ::= [ ]* [^{excluded}0-9 =+*/^\-] text? tail | ""',
-            rf"text ::= [^{excluded}0-9=]+",
-            r"number ::= [0-9] [0-9.,]*",
-        ]
-        if numbers is not None and not numbers:
-            finish[1:] = [rf"body ::= [^{excluded}0-9=]+"]  # nothing to copy: no digits
-        elif numbers is not None:
-            finish[-1] = "number ::= " + " | ".join(_lit(n) for n in sorted(set(numbers)))
+        after = rf'after ::= [ ]* [^{excluded}0-9 =+*/^\-] text? tail | ""'
+        number = r"number ::= [0-9] [0-9.,]*"
+        more: list[str] = []
+        if numbers is not None:
+            number = "number ::= " + " | ".join(_lit(n) for n in sorted(set(numbers)))
             # No digit right after a number's "," or ".": a model that meant a number it
             # may not write would otherwise spell it as allowed pieces ("1,1,1,...").
-            finish[3] = rf'after ::= [ ]* [^{excluded}0-9 =+*/^,.\-] text? tail | [,.] sep? | ""'
-            finish.append(rf"sep ::= [^{excluded}0-9=] text? tail")
+            after = rf'after ::= [ ]* [^{excluded}0-9 =+*/^,.\-] text? tail | [,.] sep? | ""'
+            more = [rf"sep ::= [^{excluded}0-9=] text? tail"]
+        finish = [
+            finish[0],
+            r"body ::= text tail | number after",
+            r'tail ::= number after | ""',
+            after,
+            rf"text ::= [^{excluded}0-9=]+",
+            number,
+            *more,
+        ]
     # A small model states the right thing in its Thought and then answers a
     # which-question with a bare number, or a yes/no question with a sentence: the
     # form the prompt asks for is enforced here.
