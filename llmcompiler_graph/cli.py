@@ -635,11 +635,12 @@ def joiner_prompt_prefix(model: BaseChatModel) -> list[dict[str, str]]:
     :func:`~llmcompiler_graph.create_llm_compiler` builds the joiner (a test checks it
     against what the joiner really sends).
     """
+    from langchain_core.messages import convert_to_openai_messages
+
     from llmcompiler_graph.joiner import Joiner
 
     messages = Joiner(model).messages({"messages": []}, must_finish=False)[:-1]
-    roles = {"system": "system", "human": "user", "ai": "assistant"}
-    return [{"role": roles[m.type], "content": m.text} for m in messages]
+    return convert_to_openai_messages(messages)
 
 
 def _warm_start(
