@@ -119,7 +119,8 @@ def test_a_computed_number_is_not_shown_next_to_the_gap_between_the_facts() -> N
     assert "by 2" not in summed
     # A which-question or a yes/no question still gets the comparison to choose with.
     assert text("Which is taller, A or B?").endswith(
-        "B 5 m is larger than A 3 m, by 2 m; A 3 m is smaller than B 5 m."
+        "B 5 m is larger than A 3 m, by 2 m; A 3 m is smaller than B 5 m.\n"
+        '"taller" picks B (5 m) over A (3 m).'
     )
     assert "A 3 m is smaller than B 5 m" in text("Is A taller than B?")
     # Nothing computed: the comparison is all the joiner has to rank with.
@@ -169,11 +170,16 @@ def test_a_yes_no_comparison_starts_with_the_entity_the_question_names_first() -
         _record("Short", "height", 4, "m"),
     ]
     both = "Short 4 m is smaller than Tall 9 m, by 5 m; Tall 9 m is larger than Short 4 m."
-    assert rank_records(rows, "Is Short taller than Tall?") == f"By height: {both}"
+    pick = '"taller" picks Tall (9 m) over Short (4 m)'
+    assert rank_records(rows, "Is Short taller than Tall?") == (
+        f"By height: {both}\n{pick}, so the answer is No."
+    )
     plain = "Tall 9 m is larger than Short 4 m, by 5 m; Short 4 m is smaller than Tall 9 m."
-    assert rank_records(rows, "Is Tall taller than Short?") == f"By height: {plain}"
+    assert rank_records(rows, "Is Tall taller than Short?") == (
+        f"By height: {plain}\n{pick}, so the answer is Yes."
+    )
     # Which-questions and no question keep the larger (or later) one first.
-    assert rank_records(rows, "Which is taller, Short or Tall?") == f"By height: {plain}"
+    assert rank_records(rows, "Which is taller, Short or Tall?") == f"By height: {plain}\n{pick}."
     assert rank_records(rows) == f"By height: {plain}"
     years = [
         _record("Old", "founded", 1900, "year"),
@@ -181,7 +187,8 @@ def test_a_yes_no_comparison_starts_with_the_entity_the_question_names_first() -
     ]
     assert rank_records(years, "Was New founded before Old?") == (
         "By founded: New 1950 is later than Old 1900, by 50 years; "
-        "Old 1900 is earlier than New 1950."
+        "Old 1900 is earlier than New 1950.\n"
+        '"before" picks Old (1900) over New (1950), so the answer is No.'
     )
     assert rank_records(years, "Was Old founded before New?").startswith(
         "By founded: Old 1900 is earlier than New 1950, by 50 years"
@@ -200,3 +207,41 @@ def test_observed_numbers_come_from_what_the_tools_said_in_either_spelling() -> 
     )
     found = observed_numbers(text)
     assert set(found) == {"1994", "1,994", "1,234.5", "1234.5", "2000", "2,000"}
+
+
+def test_the_questions_comparative_word_picks_a_record() -> None:
+    people = [_record(e, "population", v, "people") for e, v in (("A", 2), ("B", 9), ("C", 5))]
+    # A quality graded by more/less is quoted whole; three or more records are ranked.
+    assert rank_records(people, "What is the capital of the least populous of A, B and C?") == (
+        "Ranked by population: B 9 people (largest); C 5 people; A 2 people (smallest).\n"
+        '"least populous" picks A (2 people) over B (9 people), C (5 people).'
+    )
+    assert rank_records(people[:2], "Which has more people, A or B?").endswith(
+        '"more people" picks B (9 people) over A (2 people).'
+    )
+    # "more than" is not a quality: only the word itself is quoted.
+    assert rank_records(people[:2], "Which has more than the other, A or B?").endswith(
+        '"more" picks B (9 people) over A (2 people).'
+    )
+    # Words about time pick by year; "older" is the earlier year but the larger age.
+    films = [_record(e, "release year", v, "year") for e, v in (("Old", 1942), ("New", 2019))]
+    assert rank_records(films, "Which film is older, Old or New?").endswith(
+        '"older" picks Old (1942) over New (2019).'
+    )
+    assert rank_records(films, "Who directed the most recent of Old and New?").endswith(
+        '"most recent" picks New (2019) over Old (1942).'
+    )
+    ages = [_record(e, "age", v, "") for e, v in (("Ann", 40), ("Bob", 50))]
+    assert rank_records(ages, "Who is older, Ann or Bob?").endswith(
+        '"older" picks Bob (50) over Ann (40).'
+    )
+    # "before" means nothing for a height; a question without a comparative word gets no pick.
+    heights = [_record(e, "height", v, "m") for e, v in (("A", 3), ("B", 5))]
+    assert "picks" not in rank_records(heights, "Was A built before B?")
+    assert "picks" not in rank_records(heights, "How tall are A and B?")
+    # A yes/no question gets its answer only when it names one record before the word and
+    # the other after it; otherwise the pick alone.
+    assert rank_records(heights, "Is B taller than A?").endswith(", so the answer is Yes.")
+    assert rank_records(heights, "Is the taller of A and B in Paris?").endswith(
+        '"taller" picks B (5 m) over A (3 m).'
+    )
