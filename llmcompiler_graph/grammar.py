@@ -51,6 +51,8 @@ JOIN_TOOL = "join"
 #: Largest ``{m,n}`` count llama.cpp's grammar parser accepts (its
 #: ``MAX_REPETITION_THRESHOLD``); bounds above it are emitted as unbounded repeats.
 MAX_REPETITION = 2000
+#: Most numbers a joiner's ``Finish`` answer may write (with ``plain_answer``).
+MAX_ANSWER_NUMBERS = 12
 
 #: Dialects understood by :func:`grammar_request_kwargs`.
 GrammarDialect = str
@@ -961,7 +963,8 @@ def joiner_grammar(
         max_thought_chars: Longest ``Thought:`` text; ``None`` for unbounded.
         plain_answer: The ``Finish`` answer states results, not working: no ``=``, and
             no ``+ - * / ^`` right after a number (``16,000,000`` and ``Bong Joon-ho``
-            pass; ``84 - 68``, ``(508 + 452) / 2`` and ``1976-1975=1`` cannot be written).
+            pass; ``84 - 68``, ``(508 + 452) / 2`` and ``1976-1975=1`` cannot be written),
+            with at most :data:`MAX_ANSWER_NUMBERS` numbers.
         answer_form: How the ``Finish`` answer starts, from the question's form:
             ``"yes_no"`` with Yes or No, ``"name"`` (a which/who question) with a
             letter or a quote, not a number; ``None`` leaves it free.
@@ -988,29 +991,38 @@ def joiner_grammar(
     char = r"[^\n]" if not multiline_answer else r"[^\x00]"
     excluded = r"\n" if not multiline_answer else r"\x00"
     finish = [r'finish ::= "Finish(" answer ")"', rf"body ::= {char}+"]
+    # Words with single spaces between them: a model that has nothing left to write
+    # otherwise fills the answer with spaces until max_tokens.
+    words = [
+        r"text ::= [ ]? word ([ ] word)* [ ]? | [ ]",
+        rf"word ::= [^{excluded}0-9= ]+",
+    ]
     if plain_answer and numbers is not None and not numbers:
         # Nothing numeric was read, so there is nothing to copy: no digits at all.
-        finish = [finish[0], rf"body ::= [^{excluded}0-9=]+"]
+        finish = [finish[0], "body ::= text", *words]
     elif plain_answer:
         # Text (anything but digits and "=") and numbers alternate; a number is followed
-        # by the end or by (spaces and) a character that is not an operator.
-        after = rf'after ::= [ ]* [^{excluded}0-9 =+*/^\-] text? tail | ""'
+        # by the end or by (a space and) a character that is not an operator. At most
+        # MAX_ANSWER_NUMBERS numbers: with nothing but errors to read, the 0.5B model
+        # wrote ", 1, 1, 1, ..." until max_tokens (67 s).
+        link = rf"link ::= [ ]? [^{excluded}0-9 =+*/^\-] text?"
         number = r"number ::= [0-9] [0-9.,]*"
-        more: list[str] = []
+        end = 'end ::= ""'
         if numbers is not None:
             number = "number ::= " + " | ".join(_lit(n) for n in sorted(set(numbers)))
             # No digit right after a number's "," or ".": a model that meant a number it
             # may not write would otherwise spell it as allowed pieces ("1,1,1,...").
-            after = rf'after ::= [ ]* [^{excluded}0-9 =+*/^,.\-] text? tail | [,.] sep? | ""'
-            more = [rf"sep ::= [^{excluded}0-9=] text? tail"]
+            link = rf"link ::= [ ]? [^{excluded}0-9 =+*/^,.\-] text? | [,.] text"
+            end = "end ::= [,.]?"
+        most = MAX_ANSWER_NUMBERS
         finish = [
             finish[0],
-            r"body ::= text tail | number after",
-            r'tail ::= number after | ""',
-            after,
-            rf"text ::= [^{excluded}0-9=]+",
+            r"body ::= text numbers? | numbers",
+            f"numbers ::= (number link){{0,{most - 1}}} number end | (number link){{1,{most}}}",
+            link,
+            end,
+            *words,
             number,
-            *more,
         ]
     # A small model states the right thing in its Thought and then answers a
     # which-question with a bare number, or a yes/no question with a sentence: the

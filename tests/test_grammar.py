@@ -382,3 +382,29 @@ def test_the_joiner_grammar_lets_an_answer_write_only_numbers_it_read() -> None:
     # Nothing numeric was read: the answer has no digits at all.
     assert finishes([], "Canberra") and not finishes([], "Canberra 2")
     assert gbnf_matches(joiner_grammar(numbers=[]), "Thought: x.\nAction: Replan(look up 2)")
+
+
+@pytest.mark.parametrize("numbers", [None, ["1", "2"]])
+def test_a_joiner_answer_holds_at_most_max_answer_numbers(numbers: list[str] | None) -> None:
+    from llmcompiler_graph.grammar import MAX_ANSWER_NUMBERS, gbnf_matches, joiner_grammar
+
+    grammar = joiner_grammar(numbers=numbers)
+
+    def finishes(answer: str) -> bool:
+        return gbnf_matches(grammar, f"Thought: read.\nAction: Finish({answer})")
+
+    # A run of numbers (the 0.5B model's ", 1, 1, 1, ..." loop) has to stop at the cap.
+    most = ", ".join(["1"] * MAX_ANSWER_NUMBERS)
+    assert finishes(most) and finishes(f"{most}.") and finishes(f"A {most} m")
+    assert not finishes(f"{most}, 1") and not finishes(f"{most}, 2 m")
+    assert finishes("1 and 2 and 1") and finishes("about 2 m")
+
+
+@pytest.mark.parametrize("numbers", [None, [], ["1"]])
+def test_a_joiner_answer_cannot_run_on_in_spaces(numbers: list[str] | None) -> None:
+    from llmcompiler_graph.grammar import gbnf_matches, joiner_grammar
+
+    grammar = joiner_grammar(numbers=numbers)
+    # What the 0.5B model wrote once its numbers ran out: spaces until max_tokens.
+    assert not gbnf_matches(grammar, "Thought: t\nAction: Finish(Amazon, by      )")
+    assert gbnf_matches(grammar, "Thought: t\nAction: Finish(Amazon, by far )")
