@@ -8,6 +8,7 @@ step that would otherwise pass unnoticed.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -68,10 +69,21 @@ def local_server(local_model_path: Path) -> Iterator[Any]:
     test's (closed) event loop fails with "Event loop is closed". A new server
     has a new port, so a new client.
     """
+    from llmcompiler_graph.cli import _warm_start, joiner_prompt_prefix, planner_system_prompt
+    from llmcompiler_graph.config import load_agent_config
     from llmcompiler_graph.local import start_local_server
+    from llmcompiler_graph.tools import offline_tools
 
-    srv = start_local_server(local_model_path, n_ctx=4096)
+    # Two slots, warm-started as the CLI starts its server: most tests here ask offline
+    # questions, and the ~1,500-token planner and joiner prompt starts otherwise took
+    # 20 s each to read on every module's new server. The first module of a session
+    # (or of a new prompt) reads and saves them; the others restore them in 0.1 s.
+    srv = start_local_server(local_model_path, n_ctx=8192, n_parallel=2)
     print(f"\n[local llm] server up at {srv.base_url} in {srv.startup_seconds:.2f}s")
+    model = srv.chat_model()
+    examples = load_agent_config().examples_for("offline")
+    planner_prefix = planner_system_prompt(model, offline_tools(), examples)
+    _warm_start(srv, planner_prefix, joiner_prompt_prefix(model), sys.stdout)
     try:
         yield srv
     finally:
