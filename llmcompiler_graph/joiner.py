@@ -543,11 +543,7 @@ def rank_records(results: Any, question: str = "") -> str:
             continue
         years = all(r.get("unit") == "year" for r in records.values())
         ordered = sorted(records.values(), key=lambda r: r["value"], reverse=not years)
-        shown = [
-            f"{r['entity']} {r['value'] if years else format_number(r['value'])}"
-            + ("" if years or not r.get("unit") else f" {r['unit']}")
-            for r in ordered
-        ]
+        shown = [f"{r['entity']} {_value_text(r, years)}" for r in ordered]
         if len(shown) == 2:
             # Both directions spelled out: a small model matches the question's own
             # wording ("before", "less") more reliably than it compares numbers.
@@ -643,8 +639,8 @@ def _picked(question: str, ordered: Sequence[Mapping[str, Any]], years: bool) ->
     # ``ordered`` runs from the larger value down, or from the earliest year up.
     chosen = ordered[0] if (way == 1) != years else ordered[-1]
     others = [r for r in ordered if r is not chosen]
-    line = f'"{phrase}" picks {_with_value(chosen)} over '
-    line += ", ".join(_with_value(r) for r in others)
+    line = f'"{phrase}" picks {_with_value(chosen, years)} over '
+    line += ", ".join(_with_value(r, years) for r in others)
     if len(others) == 1 and answer_form(question) == "yes_no":
         where = {r["entity"]: _named_at(question, r["entity"]) for r in ordered}
         before = [e for e, i in where.items() if 0 <= i < at]
@@ -655,12 +651,17 @@ def _picked(question: str, ordered: Sequence[Mapping[str, Any]], years: bool) ->
     return line + "."
 
 
-def _with_value(record: Mapping[str, Any]) -> str:
-    number = record["value"]
+def _value_text(record: Mapping[str, Any], years: bool) -> str:
+    """A compared record's value as the comparison writes it: a year bare, any other
+    number with thousands separators and its unit."""
+    if years:
+        return str(record["value"])
     unit = record.get("unit") or ""
-    if unit == "year":
-        return f"{record['entity']} ({number})"
-    return f"{record['entity']} ({format_number(number)}{' ' + unit if unit else ''})"
+    return format_number(record["value"]) + (f" {unit}" if unit else "")
+
+
+def _with_value(record: Mapping[str, Any], years: bool) -> str:
+    return f"{record['entity']} ({_value_text(record, years)})"
 
 
 def _names_first(question: str, entity: str, other: str) -> bool:
