@@ -949,7 +949,7 @@ def joiner_grammar(
     multiline_answer: bool = False,
     max_thought_chars: int | None = 300,
     plain_answer: bool = True,
-    answer_form: Literal["name", "yes_no"] | None = None,
+    answer_form: Literal["name", "yes_no", "number"] | None = None,
     numbers: Collection[str] | None = None,
 ) -> str:
     """A GBNF grammar for the joiner's decision.
@@ -965,9 +965,11 @@ def joiner_grammar(
             no ``+ - * / ^`` right after a number (``16,000,000`` and ``Bong Joon-ho``
             pass; ``84 - 68``, ``(508 + 452) / 2`` and ``1976-1975=1`` cannot be written),
             with at most :data:`MAX_ANSWER_NUMBERS` numbers.
-        answer_form: How the ``Finish`` answer starts, from the question's form:
-            ``"yes_no"`` with Yes or No, ``"name"`` (a which/who question) with a
-            letter or a quote, not a number; ``None`` leaves it free.
+        answer_form: What the ``Finish`` answer must be, from the question's form:
+            ``"yes_no"`` starts with Yes or No; ``"name"`` (a which/who question)
+            starts with a letter or a quote, and not with the word Yes or No;
+            ``"number"`` (how many, how much) states a number, unless ``numbers``
+            is empty (nothing numeric was read); ``None`` leaves it free.
         numbers: With ``plain_answer``, the only numbers the ``Finish`` answer may
             write, as written in what the joiner read (see
             :func:`llmcompiler_graph.joiner.observed_numbers`):
@@ -1030,7 +1032,30 @@ def joiner_grammar(
     if answer_form == "yes_no":
         finish.append(r'answer ::= ("Yes" | "No") ([,.;:! ] body?)?')
     elif answer_form == "name":
-        finish.append(r"""answer ::= [A-Za-z"'] body?""")
+        # Seen on the 0.5B model: "Which company is older?" answered "No", copying a
+        # yes/no worked example. Not a bare yes or no ("No.", "Yes, A"), while
+        # "Norway", "Yesenia" and "No one" pass: a first letter other than n or y,
+        # or n/y not followed by the rest of the word and then its end.
+        rest = rf"([A-Za-z'\-] | [ ] [^{excluded}0-9 =])"
+        finish.append(
+            "answer ::= "
+            + " | ".join(
+                [
+                    r"""["'A-MO-XZa-mo-xz] body?""",
+                    rf"[Nn] ([^{excluded}0-9 =oO] body?)?",
+                    rf"[Nn] [oO] {rest} body?",
+                    rf"[Yy] ([^{excluded}0-9 =eE] body?)?",
+                    rf"[Yy] [eE] ([^{excluded}0-9 =sS] body?)?",
+                    rf"[Yy] [eE] [sS] {rest} body?",
+                ]
+            )
+        )
+    elif answer_form == "number" and plain_answer and (numbers is None or numbers):
+        # "How many more people ...?" answered "No": a quantity question's answer
+        # states a number, or says plainly that there is none.
+        finish.append('answer ::= text numbers | numbers | "No answer" text?')
+    elif answer_form == "number" and not plain_answer:
+        finish.append(rf'answer ::= [^{excluded}0-9]* [0-9] body? | "No answer" body?')
     else:
         finish.append(r"answer ::= body")
     return (

@@ -442,7 +442,7 @@ def joiner_input(
     # The comparison helps choose a name or Yes/No. When the answer is a number that the
     # last step computed (a sum, an average), its "by GAP" competed with that result:
     # the 0.5B model answered the gap for 3 sums and averages of 34 offline-qa questions.
-    if not final or answer_form(question) is not None:
+    if not final or answer_form(question) in ("name", "yes_no"):
         ranking = rank_records(results.values(), question)
         if ranking:
             parts.append(ranking)
@@ -712,6 +712,13 @@ _YES_NO_QUESTION = re.compile(
     r"(is|are|was|were|do|does|did|has|have|had|can|could|will|would|should)\b", re.I
 )
 _NAME_QUESTION = re.compile(r"(which|who|whom|whose)\b", re.I)
+# "How many ...", "How much ...", "How tall is ...", "In what year ...", "By what
+# percentage ...": a quantity. ("How is A related to B?" is not one.)
+_NUMBER_QUESTION = re.compile(
+    r"how\s+(many|much|[a-z]+\s+(is|are|was|were|will|would|did|does|do)\b)"
+    r"|(in|by)\s+(what|how\s+much)\b|what\s+(year|percentage)\b",
+    re.I,
+)
 
 
 _PLAN_LINE = re.compile(r"\s*(\d+\.\s+\w+\(|Plan \d+ and its observations:)")
@@ -741,13 +748,20 @@ def observed_numbers(joiner_text: str) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def answer_form(question: str) -> Literal["name", "yes_no"] | None:
-    """The form an answer to ``question`` takes, from its first word.
+AnswerForm = Literal["name", "yes_no", "number"]
+
+
+def answer_form(question: str) -> AnswerForm | None:
+    """The form an answer to ``question`` takes, from its first words: ``"yes_no"``,
+    ``"name"`` (which, who), ``"number"`` (how many, how much, how tall is, in what
+    year, by what percentage) or ``None`` (anything else).
 
     Example:
         >>> answer_form("Was Apple founded first?"), answer_form("Which is taller, A or B?")
         ('yes_no', 'name')
-        >>> answer_form("How many more people live in A than in B?") is None
+        >>> answer_form("How many more people live in A than in B?")
+        'number'
+        >>> answer_form("What is the combined height of A and B?") is None
         True
     """
     text = question.strip()
@@ -755,6 +769,8 @@ def answer_form(question: str) -> Literal["name", "yes_no"] | None:
         return "yes_no"
     if _NAME_QUESTION.match(text):
         return "name"
+    if _NUMBER_QUESTION.match(text):
+        return "number"
     return None
 
 

@@ -362,6 +362,46 @@ def test_the_joiner_grammar_enforces_the_answer_form_of_the_question() -> None:
     assert gbnf_matches(joiner_grammar(answer_form="name"), "Thought: x.\nAction: Replan(more)")
 
 
+@pytest.mark.parametrize("numbers", [None, ["16,000,000", "2"], []])
+def test_a_which_question_is_never_answered_with_a_bare_yes_or_no(
+    numbers: list[str] | None,
+) -> None:
+    from llmcompiler_graph.grammar import gbnf_matches, joiner_grammar
+
+    grammar = joiner_grammar(answer_form="name", numbers=numbers)
+
+    def finishes(answer: str) -> bool:
+        return gbnf_matches(grammar, f"Thought: t.\nAction: Finish({answer})")
+
+    for answer in ("No", "No.", "no", "Yes", "Yes, Amazon", "yes; Amazon", "No, Amazon"):
+        assert not finishes(answer), answer
+    # Names that start like yes or no, and answers that say there is none, still pass.
+    for answer in ("Norway", "Nolan", "Yesenia", "Nairobi", "Yemen", "No one", "No answer"):
+        assert finishes(answer), answer
+    assert finishes("Amazon") and finishes("'Jaws'") and finishes("N")
+
+
+def test_a_how_many_question_is_answered_with_a_number() -> None:
+    from llmcompiler_graph.grammar import gbnf_matches, joiner_grammar
+
+    def finishes(answer: str, numbers: list[str] | None = None, plain: bool = True) -> bool:
+        grammar = joiner_grammar(answer_form="number", numbers=numbers, plain_answer=plain)
+        return gbnf_matches(grammar, f"Thought: t.\nAction: Finish({answer})")
+
+    read = ["16,000,000", "20"]
+    for answer in ("16,000,000", "16,000,000 people", "about 20 years", "Germany, by 16,000,000"):
+        assert finishes(answer, read) and finishes(answer), answer
+        assert finishes(answer, plain=False), answer
+    for answer in ("No", "Germany", "Yes, more"):
+        assert not finishes(answer, read) and not finishes(answer), answer
+        assert not finishes(answer, plain=False), answer
+    # Saying plainly that there is no answer stays possible...
+    assert finishes("No answer", read) and finishes("No answer: the lookups failed.", read)
+    assert finishes("No answer", plain=False)
+    # ...and with nothing numeric read there is no number to state.
+    assert finishes("No", []) and finishes("Unknown", [])
+
+
 def test_the_joiner_grammar_lets_an_answer_write_only_numbers_it_read() -> None:
     from llmcompiler_graph.grammar import gbnf_matches, joiner_grammar
 

@@ -3,11 +3,13 @@ question last, and worked example turns rendered the same way as real input."""
 
 from __future__ import annotations
 
+import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
 from llmcompiler_graph import create_llm_compiler
 from llmcompiler_graph.joiner import (
     JOINER_EXAMPLES,
+    answer_form,
     example_turn,
     final_results,
     joiner_input,
@@ -245,3 +247,45 @@ def test_the_questions_comparative_word_picks_a_record() -> None:
     assert rank_records(heights, "Is the taller of A and B in Paris?").endswith(
         '"taller" picks B (5 m) over A (3 m).'
     )
+
+
+@pytest.mark.parametrize(
+    ("question", "form"),
+    [
+        ("Was Intel founded before IBM?", "yes_no"),
+        ("Does Japan have more people than Germany?", "yes_no"),
+        ("Which is taller, A or B?", "name"),
+        ("Who directed the earliest of A, B and C?", "name"),
+        ("How many more people live in India than in China?", "number"),
+        ("How much larger is A's market cap than B's?", "number"),
+        ("How tall is the Empire State Building, in metres?", "number"),
+        ("In what year was Nvidia founded?", "number"),
+        ("By what percentage is A taller than B?", "number"),
+        ("How is A related to B?", None),
+        ("What is the capital of Australia?", None),
+        ("If A were stacked on B, how tall would the stack be?", None),
+    ],
+)
+def test_the_form_of_an_answer_comes_from_the_questions_first_words(
+    question: str, form: str | None
+) -> None:
+    assert answer_form(question) == form
+
+
+def test_a_number_question_reads_the_last_steps_result_without_the_comparison() -> None:
+    tasks = [
+        {"idx": 1, "tool": "lookup", "deps": [], "round": 0, "args": 'entity="A"'},
+        {"idx": 2, "tool": "lookup", "deps": [], "round": 0, "args": 'entity="B"'},
+        {"idx": 3, "tool": "math", "deps": [1, 2], "round": 0, "args": 'problem="c1 + c2"'},
+    ]
+    results = {
+        1: {**_record("A", "height", 3, "m"), "content": "3 m"},
+        2: {**_record("B", "height", 5, "m"), "content": "5 m"},
+        3: {"ok": True, "value": 8, "content": "8"},
+    }
+    text = joiner_input(
+        tasks, results, [{"round": 0}], "How tall are A and B together?", max_chars=None
+    )
+    assert "Result of the last step: 8" in text and "By height" not in text
+    text = joiner_input(tasks, results, [{"round": 0}], "Which is taller, A or B?", max_chars=None)
+    assert "By height" in text
