@@ -994,10 +994,15 @@ def joiner_grammar(
     excluded = r"\n" if not multiline_answer else r"\x00"
     finish = [r'finish ::= "Finish(" answer ")"', rf"body ::= {char}+"]
     # Words with single spaces between them: a model that has nothing left to write
-    # otherwise fills the answer with spaces until max_tokens.
+    # otherwise fills the answer with spaces until max_tokens. A word holds a letter
+    # (or another character that is not punctuation); a lone mark ("A - B") stands
+    # only between two words: after its numbers ran out, the 0.5B model wrote
+    # ", , , , ..." until max_tokens (35 s).
+    punct = r"\x21-\x2f\x3a-\x3c\x3e-\x40\x5b-\x60\x7b-\x7e\u2026\u2013\u2014"
     words = [
-        r"text ::= [ ]? word ([ ] word)* [ ]? | [ ]",
-        rf"word ::= [^{excluded}0-9= ]+",
+        r"text ::= [ ]? (mark [ ])? word ([ ] (mark [ ])? word)* [ ]? | [ ]",
+        rf"word ::= mark? [^{excluded}0-9= {punct}] [^{excluded}0-9= ]*",
+        rf"mark ::= [{punct}]+",
     ]
     if plain_answer and numbers is not None and not numbers:
         # Nothing numeric was read, so there is nothing to copy: no digits at all.

@@ -426,7 +426,8 @@ def joiner_input(
     step's result, the question, and the facts compared (measured on the 0.5B model:
     with the comparison right before its answer, it named the right one more often).
     The comparison is left out when the last step's result answers a question that
-    asks neither for a name nor for Yes or No."""
+    asks neither for a name nor for Yes or No; the last step's result is left out
+    when the question asks for a name or Yes/No and for no number."""
     parts = []
     for rnd in rounds:
         round_tasks = [t for t in tasks if t["round"] == rnd["round"]]
@@ -435,6 +436,12 @@ def joiner_input(
         if rnd.get("action") == "replan":
             parts.append(f"You asked for a new plan because: {rnd.get('reason', '')}")
     final = final_results(tasks, results)
+    form = answer_form(question)
+    if form in ("name", "yes_no") and not _ASKS_FOR_NUMBER.search(question):
+        # The question asks for a name or Yes/No and no number: a step the plan added
+        # anyway is beside the point. Shown, the 0.5B model answered "Which has more
+        # people, Canada or Australia?" with "Canada, by 67,000,000 people" (a sum).
+        final = ""
     if final:
         parts.append(final)
     if question:
@@ -442,7 +449,7 @@ def joiner_input(
     # The comparison helps choose a name or Yes/No. When the answer is a number that the
     # last step computed (a sum, an average), its "by GAP" competed with that result:
     # the 0.5B model answered the gap for 3 sums and averages of 34 offline-qa questions.
-    if not final or answer_form(question) in ("name", "yes_no"):
+    if not final or form in ("name", "yes_no"):
         ranking = rank_records(results.values(), question)
         if ranking:
             parts.append(ranking)
@@ -712,6 +719,12 @@ _YES_NO_QUESTION = re.compile(
     r"(is|are|was|were|do|does|did|has|have|had|can|could|will|would|should)\b", re.I
 )
 _NAME_QUESTION = re.compile(r"(which|who|whom|whose)\b", re.I)
+# Anywhere in a question: it asks for a number ("Which is taller, and by how much?").
+_ASKS_FOR_NUMBER = re.compile(
+    r"\bhow\s+(many|much|long|far|old|tall|high|big|large)\b|\b(by|in)\s+what\b"
+    r"|\bwhat\s+(year|percentage)\b",
+    re.I,
+)
 # "How many ...", "How much ...", "How tall is ...", "In what year ...", "By what
 # percentage ...": a quantity. ("How is A related to B?" is not one.)
 _NUMBER_QUESTION = re.compile(

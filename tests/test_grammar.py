@@ -448,3 +448,22 @@ def test_a_joiner_answer_cannot_run_on_in_spaces(numbers: list[str] | None) -> N
     # What the 0.5B model wrote once its numbers ran out: spaces until max_tokens.
     assert not gbnf_matches(grammar, "Thought: t\nAction: Finish(Amazon, by      )")
     assert gbnf_matches(grammar, "Thought: t\nAction: Finish(Amazon, by far )")
+
+
+@pytest.mark.parametrize("numbers", [None, [], ["1"]])
+def test_a_joiner_answer_cannot_run_on_in_punctuation(numbers: list[str] | None) -> None:
+    from llmcompiler_graph.grammar import MAX_ANSWER_NUMBERS, gbnf_matches, joiner_grammar
+
+    grammar = joiner_grammar(numbers=numbers)
+
+    def finishes(answer: str) -> bool:
+        return gbnf_matches(grammar, f"Thought: t\nAction: Finish({answer})")
+
+    # What the 0.5B model wrote once its numbers ran out: marks until max_tokens.
+    most = ", ".join(["1"] * MAX_ANSWER_NUMBERS) if numbers != [] else "by"
+    assert not finishes(f"Amazon, {most}, , , , ,")
+    assert not finishes(f"Amazon, {most}, \u2026, , , \u2026")
+    assert not finishes("Amazon - - - -") and not finishes("Amazon ...")
+    # Marks inside words, and a lone mark between two words, still pass.
+    for answer in ["Star Wars (film)", "U.S. Steel", "A - B", "A & B", "Amazon...", "Caf\u00e9"]:
+        assert finishes(answer), answer

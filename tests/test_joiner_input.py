@@ -289,3 +289,31 @@ def test_a_number_question_reads_the_last_steps_result_without_the_comparison() 
     assert "Result of the last step: 8" in text and "By height" not in text
     text = joiner_input(tasks, results, [{"round": 0}], "Which is taller, A or B?", max_chars=None)
     assert "By height" in text
+
+
+@pytest.mark.parametrize(
+    ("question", "shows_result"),
+    [
+        ("Which country has more people, Canada or Australia?", False),
+        ("Does Canada have more people than Australia?", False),
+        ("Which country has more people, Canada or Australia, and by how many?", True),
+        ("What is the combined population of Canada and Australia?", True),
+    ],
+)
+def test_a_step_the_question_did_not_ask_for_is_not_shown_as_the_result(
+    question: str, shows_result: bool
+) -> None:
+    tasks = [
+        {"idx": 1, "tool": "lookup", "deps": [], "round": 0, "args": 'entity="Canada"'},
+        {"idx": 2, "tool": "lookup", "deps": [], "round": 0, "args": 'entity="Australia"'},
+        {"idx": 3, "tool": "math", "deps": [1, 2], "round": 0, "args": 'problem="c1 + c2"'},
+    ]
+    results = {
+        1: {**_record("Canada", "population", 40_000_000, "people"), "content": "40,000,000"},
+        2: {**_record("Australia", "population", 27_000_000, "people"), "content": "27,000,000"},
+        3: {"ok": True, "value": 67_000_000, "content": "67000000"},
+    }
+    text = joiner_input(tasks, results, [{"round": 0}], question, max_chars=None)
+    assert ("Result of the last step: 67,000,000" in text) is shows_result
+    # The step's own observation is still there, with the plan that made it.
+    assert '3. math(problem="c1 + c2")\n   Observation: 67,000,000' in text
