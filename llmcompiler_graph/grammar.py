@@ -36,8 +36,11 @@ from pydantic import BaseModel
 
 __all__ = [
     "END_OF_PLAN",
+    "EXPRESSION_FORMAT",
     "JOIN_TOOL",
+    "OPERATIONS",
     "GrammarDialect",
+    "Operation",
     "gbnf_matches",
     "grammar_request_kwargs",
     "int_range_gbnf",
@@ -53,6 +56,30 @@ JOIN_TOOL = "join"
 MAX_REPETITION = 2000
 #: Most numbers a joiner's ``Finish`` answer may write (with ``plain_answer``).
 MAX_ANSWER_NUMBERS = 12
+
+#: JSON Schema ``format`` of a string argument that is an arithmetic expression (the
+#: ``math`` tool's ``problem``); :func:`plan_grammar`'s ``operation`` constrains it.
+EXPRESSION_FORMAT = "arithmetic-expression"
+
+Operation = Literal["sum", "difference", "average", "ratio", "percent"]
+#: What an expression performing each operation starts with, must then hold (these
+#: strings, in this order) and must not hold (these characters). Measured on the 0.5B
+#: model: a planner that copied its last example's ``abs(c1 - c2)`` computed an average
+#: as a sum and a ratio and a percentage as differences. An average opens with the
+#: parenthesis of its sum: made to hold a ``/`` it wrote ``c1 + c2 / 2``, and made to
+#: hold ``( + ) /`` anywhere it wrote ``c1 + c2 / 2, context=([...`` into the string.
+OPERATIONS: dict[Operation, tuple[str, tuple[str, ...], str]] = {
+    "sum": ("", ("+",), "-/"),
+    "difference": ("", ("-",), "+/"),
+    "average": ("(", ("+", ")", "/"), "-"),
+    "ratio": ("", ("/",), "+-"),
+    "percent": ("", ("/", "100"), "+"),
+}
+
+# Most characters between an operation's operators (and before the first, after the
+# last): under a ratio's grammar, the 0.5B model with no worked examples wrote
+# "A > B ? 1 : 0 ? 1 : 0 ..." until max_tokens rather than a "/".
+_EXPRESSION_RUN = 40
 
 #: Dialects understood by :func:`grammar_request_kwargs`.
 GrammarDialect = str
@@ -179,6 +206,7 @@ def _line(max_chars: int | None) -> str:
 # grammar rule per task line. The node kinds:
 #   ("any",)                      any literal (the generic value rule)
 #   ("str", min_len, max_len)     a quoted string; max_len None = the grammar's bound
+#   ("str", min_len, max_len, "expr")  the same, an arithmetic expression (see operation)
 #   ("int", lo, hi)               an integer, bounds inclusive or None
 #   ("num", nonnegative)          an int or float literal
 #   ("bool",) ("null",)           True/False, None
@@ -352,7 +380,8 @@ class _SchemaReader:
         if kind == "string":
             lo = _as_int(schema.get("minLength")) or 0
             hi = _as_int(schema.get("maxLength"))
-            return ("str", max(0, lo), hi if hi is None or hi >= lo else None)
+            t: _Type = ("str", max(0, lo), hi if hi is None or hi >= lo else None)
+            return (*t, "expr") if schema.get("format") == EXPRESSION_FORMAT else t
         if kind == "integer":
             return ("int", *_int_bounds(schema))
         if kind == "number":
@@ -578,12 +607,18 @@ def _int_gbnf(lo: int | None, hi: int | None) -> str | None:
 class _PlanGrammar:
     """Accumulates the rules of one plan grammar, each defined once."""
 
-    def __init__(self, max_string_chars: int | None, max_items: int | None) -> None:
+    def __init__(
+        self,
+        max_string_chars: int | None,
+        max_items: int | None,
+        operation: Operation | None = None,
+    ) -> None:
         self.rules: list[str] = []
         self.defined: set[str] = set()
         self.type_ids: dict[_Type, int] = {}
         self.max_string_chars = max_string_chars
         self.max_items = max_items
+        self.operation = operation
 
     def add(self, name: str, body: str) -> str:
         if name not in self.defined:
@@ -637,6 +672,29 @@ class _PlanGrammar:
         self.rules.append(f"{name} ::= " + " | ".join(alts))
         return name
 
+    def expression(self, operation: Operation) -> str:
+        """A quoted arithmetic expression that performs ``operation`` (see
+        :data:`OPERATIONS`): its opening, its operators in order, none it excludes."""
+        name = f"expr-{operation}"
+        if not self._declare(name):
+            return name
+        opening, required, excluded = OPERATIONS[operation]
+        alts = []
+        for tag, quote in (("dq", '"'), ("sq", "'")):
+            chars = f"{tag}x-{operation}"
+            # No "$N" references: an expression names its inputs c1, c2, ... (context).
+            # "-" last in the class, where it is not a range.
+            marks = "".join(sorted(excluded, key=lambda c: c == "-"))
+            self.add(chars, f"[^{quote}\\\\$\\n{marks}]")
+            # Short runs: a model that avoids the operator must not write on for long.
+            run = _rep(chars, 0, _EXPRESSION_RUN)
+            parts = [_lit(opening), run] if opening else [run]
+            for token in required:
+                parts += [_lit(token), run]
+            alts.append(" ".join([_lit(quote), *parts, _lit(quote)]))
+        self.rules.append(f"{name} ::= " + " | ".join(alts))
+        return name
+
     def items(self, item: str, lo: int = 0, hi: int | None = None, brackets: str = "[]") -> str:
         """``[item, ...]`` with lo..hi items (hi bounded by ``max_items``)."""
         bound = self.max_items
@@ -680,6 +738,8 @@ class _PlanGrammar:
         if kind == "any":
             return self.generic(k)
         if kind == "str":
+            if len(t) > 3 and self.operation is not None:
+                return self.expression(self.operation)
             return self.string(k, t[1], t[2])
         if kind == "int":
             return _int_gbnf(t[1], t[2]) or "int"
@@ -841,6 +901,7 @@ def plan_grammar(
     typed: bool = True,
     max_string_chars: int | None = 300,
     max_items: int | None = 32,
+    operation: Operation | None = None,
 ) -> str:
     """A GBNF grammar admitting exactly the well-formed LLMCompiler plans for ``tools``.
 
@@ -867,6 +928,10 @@ def plan_grammar(
             character); ``None`` for unbounded. A schema's ``maxLength`` may lower it.
         max_items: Most items in a list or dict; ``None`` for unbounded. A schema's
             ``maxItems`` may lower it.
+        operation: The arithmetic the question asks for (see :data:`OPERATIONS`), or
+            ``None``: every string argument whose schema has ``format``
+            :data:`EXPRESSION_FORMAT` must then be an expression that performs it,
+            e.g. a ``"ratio"`` holds ``/`` and no ``+`` or ``-``.
 
     Returns:
         The grammar text; its start rule is ``root``.
@@ -902,7 +967,7 @@ def plan_grammar(
     thought = "thought? " if thoughts else ""
     last = start_index + max_tasks if sigs else start_index  # index of the latest join
 
-    g = _PlanGrammar(max_string_chars, max_items)
+    g = _PlanGrammar(max_string_chars, max_items, operation)
     g.rules = [f"root ::= {thought}task-{start_index}", _COMMON_RULES]
     if thoughts:
         g.rules.append(f'thought ::= "Thought: " {_line(max_thought_chars)} "\\n"')
@@ -995,14 +1060,15 @@ def joiner_grammar(
     finish = [r'finish ::= "Finish(" answer ")"', rf"body ::= {char}+"]
     # Words with single spaces between them: a model that has nothing left to write
     # otherwise fills the answer with spaces until max_tokens. A word holds a letter
-    # (or another character that is not punctuation); a lone mark ("A - B") stands
-    # only between two words: after its numbers ran out, the 0.5B model wrote
-    # ", , , , ..." until max_tokens (35 s).
+    # (or another character that is not punctuation), and marks come at most three in a
+    # row; a lone mark ("A - B") stands only between two words: after its numbers ran
+    # out, the 0.5B model wrote ", , ,,,,,,..." until max_tokens (35 s).
     punct = r"\x21-\x2f\x3a-\x3c\x3e-\x40\x5b-\x60\x7b-\x7e\u2026\u2013\u2014"
     words = [
         r"text ::= [ ]? (mark [ ])? word ([ ] (mark [ ])? word)* [ ]? | [ ]",
-        rf"word ::= mark? [^{excluded}0-9= {punct}] [^{excluded}0-9= ]*",
-        rf"mark ::= [{punct}]+",
+        r"word ::= mark? wordchar (wordchar | mark wordchar)* mark?",
+        rf"wordchar ::= [^{excluded}0-9= {punct}]",
+        rf"mark ::= [{punct}]{{1,3}}",
     ]
     if plain_answer and numbers is not None and not numbers:
         # Nothing numeric was read, so there is nothing to copy: no digits at all.
@@ -1058,7 +1124,9 @@ def joiner_grammar(
     elif answer_form == "number" and plain_answer and (numbers is None or numbers):
         # "How many more people ...?" answered "No": a quantity question's answer
         # states a number, or says plainly that there is none.
-        finish.append('answer ::= text numbers | numbers | "No answer" text?')
+        # Words before the number start with a letter: after "Finish(-" a number (not
+        # signed) cannot follow, and the 0.5B model answered "-" for "-26".
+        finish.append('answer ::= wordchar text? numbers | numbers | "No answer" text?')
     elif answer_form == "number" and not plain_answer:
         finish.append(rf'answer ::= [^{excluded}0-9]* [0-9] body? | "No answer" body?')
     else:

@@ -49,7 +49,13 @@ from llmcompiler_graph.planner import (
     system_message,
     truncate,
 )
-from llmcompiler_graph.state import LLMCompilerState, TokenEvent, add_usage, usage_of
+from llmcompiler_graph.state import (
+    LLMCompilerState,
+    TokenEvent,
+    add_usage,
+    last_question,
+    usage_of,
+)
 from llmcompiler_graph.tools.math import resolve_context_number
 
 JOINER_SYSTEM_PROMPT = """\
@@ -263,7 +269,7 @@ class Joiner:
             state.get("tasks") or [],
             results,
             state.get("rounds") or [],
-            _last_question(state["messages"]),
+            last_question(state["messages"]),
             max_chars=self.max_observation_chars,
         )
         if must_finish:
@@ -351,7 +357,7 @@ class Joiner:
         limit cut it short. The answer streams out as it is written (see
         :class:`_AnswerRelay`)."""
         messages = self.messages(state, must_finish=must_finish)
-        model = self._bound_model(_last_question(state["messages"]), messages[-1].text)
+        model = self._bound_model(last_question(state["messages"]), messages[-1].text)
         # The raw reply (thought and action) stays out of the ``messages`` stream:
         # a chat UI shows the answer alone. Filter for the tag to see it all.
         raw_config = merge_configs(config, {"tags": [JOINER_TAG, TAG_NOSTREAM]})
@@ -802,14 +808,6 @@ def _as_gap(task: Mapping[str, Any], results: Mapping[int, Any]) -> Any:
     if a is None or b is None or abs(abs(a - b) - abs(value)) > 1e-9 * abs(value):
         return result
     return {**result, "value": abs(value), "content": str(abs(value))}
-
-
-def _last_question(messages: Any) -> str:
-    """The user's latest message, repeated after the observations for a small model."""
-    for message in reversed(list(messages or ())):
-        if isinstance(message, HumanMessage):
-            return " ".join(message.text.split())
-    return ""
 
 
 class _OutOfTime(Exception):

@@ -9,9 +9,10 @@ node itself returns the plan as plain records.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import aclosing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.language_models import BaseChatModel, LanguageModelLike
 from langchain_core.messages import (
@@ -38,9 +39,13 @@ from llmcompiler_graph.state import (
     RoundRecord,
     TokenEvent,
     add_usage,
+    last_question,
     usage_of,
 )
 from llmcompiler_graph.task_fetching import SchedulingPolicy
+
+if TYPE_CHECKING:
+    from llmcompiler_graph.grammar import Operation
 
 # Tag on the planner's model calls, for those who want its raw tokens
 # (``astream_events``, tracing).
@@ -350,13 +355,13 @@ class Planner:
             )
         return messages
 
-    def _bound_model(self, start: int) -> LanguageModelLike:
+    def _bound_model(self, start: int, question: str) -> LanguageModelLike:
         if not self.grammar or not isinstance(self.model, BaseChatModel):
             return self.model
         from llmcompiler_graph.grammar import grammar_request_kwargs, plan_grammar
 
         tools = [spec.tool for spec in self.specs.values()]
-        grammar = plan_grammar(tools, start_index=start)
+        grammar = plan_grammar(tools, start_index=start, operation=asked_operation(question))
         return self.model.bind(**grammar_request_kwargs(grammar, self.grammar))
 
     async def anode(self, state: LLMCompilerState, config: RunnableConfig) -> dict[str, Any]:
@@ -392,7 +397,8 @@ class Planner:
             if handoff is not None and await partner_writes(config, "results") is not None:
                 handoff.abandon()  # this superstep's scheduler finished in an earlier attempt
                 handoff = None
-            model, messages = self._bound_model(start), self.messages(state, start)
+            model = self._bound_model(start, last_question(state["messages"]))
+            messages = self.messages(state, start)
             # The plan's tokens stay out of the ``messages`` stream (a chat UI shows
             # the answer alone); they come as ``planner_token`` custom events.
             raw_config = merge_configs(config, {"tags": [PLANNER_TAG, TAG_NOSTREAM]})
@@ -539,3 +545,49 @@ def _join_handoff(config: RunnableConfig) -> PlanHandoff:
     if step is None:
         raise RuntimeError("the planner node runs only inside a LangGraph run")
     return PlanHandoff.open(step, "planner")
+
+
+# The arithmetic a question's words ask for. Percentages and ratios are read first:
+# "how many times more" and "what percent more" are not differences.
+_PERCENT = re.compile(r"\bpercent(age)?\b|%", re.I)
+_RATIO = re.compile(
+    r"\bhow many times\b|\bratio\b"
+    r"|\btimes\s+(as|larger|bigger|taller|higher|longer|more|greater|smaller)\b",
+    re.I,
+)
+_OTHER_OPERATIONS: dict[Operation, re.Pattern[str]] = {
+    "average": re.compile(r"\baverage\b|\bmean\s+(of|value)\b", re.I),
+    "sum": re.compile(r"\b(combined|total|sum|altogether|together)\b", re.I),
+    "difference": re.compile(
+        r"\bdifference\b|\bby how (many|much)\b"
+        r"|\bhow (many|much)\s+(\w+\s+)?(more|fewer|less|larger|bigger|smaller|taller"
+        r"|shorter|higher|lower|longer|older|younger|earlier|later|greater)\b"
+        r"|\bhow many \w+ (after|before|between|passed|apart)\b",
+        re.I,
+    ),
+}
+
+
+def asked_operation(question: str) -> Operation | None:
+    """The one arithmetic operation ``question`` asks for, from its words, or ``None``
+    (none, or several, as in "the difference between the average ...").
+
+    With a grammar, the planner's math expressions must then perform it (see
+    :func:`llmcompiler_graph.grammar.plan_grammar`): measured on the 0.5B model, a
+    planner copying its examples wrote ``abs(c1 - c2)`` for a ratio and a percentage
+    and ``c1 + c2`` for an average.
+
+    Example:
+        >>> asked_operation("How many times taller is A than B?")
+        'ratio'
+        >>> asked_operation("What is the combined height of A and B?")
+        'sum'
+        >>> asked_operation("Which is taller, A or B?") is None
+        True
+    """
+    if _PERCENT.search(question):
+        return "percent"
+    if _RATIO.search(question):
+        return "ratio"
+    found = [op for op, words in _OTHER_OPERATIONS.items() if words.search(question)]
+    return found[0] if len(found) == 1 else None

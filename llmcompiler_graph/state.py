@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, NotRequired, TypedDict
 
+from langchain_core.messages import HumanMessage
 from langgraph.graph import MessagesState
 from langgraph.managed import RemainingSteps
 
@@ -164,3 +165,12 @@ def add_usage(total: dict[str, int], usage: dict[str, int]) -> None:
     """Add ``usage`` (see :func:`usage_of`) into ``total``."""
     for key, value in usage.items():
         total[key] = total.get(key, 0) + value
+
+
+def last_question(messages: Any) -> str:
+    """The user's latest message as one line (what the planner's grammar and the
+    joiner read the question's form from; empty if there is none)."""
+    for message in reversed(list(messages or ())):
+        if isinstance(message, HumanMessage):
+            return " ".join(message.text.split())
+    return ""

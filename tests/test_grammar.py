@@ -400,6 +400,8 @@ def test_a_how_many_question_is_answered_with_a_number() -> None:
     assert finishes("No answer", plain=False)
     # ...and with nothing numeric read there is no number to state.
     assert finishes("No", []) and finishes("Unknown", [])
+    # A "-" cannot open it: the 0.5B model answered "-" for "-26" (numbers are unsigned).
+    assert not finishes("-", read) and not finishes("- 20", read) and not finishes("-20")
 
 
 def test_the_joiner_grammar_lets_an_answer_write_only_numbers_it_read() -> None:
@@ -464,6 +466,120 @@ def test_a_joiner_answer_cannot_run_on_in_punctuation(numbers: list[str] | None)
     assert not finishes(f"Amazon, {most}, , , , ,")
     assert not finishes(f"Amazon, {most}, \u2026, , , \u2026")
     assert not finishes("Amazon - - - -") and not finishes("Amazon ...")
+    assert not finishes("Amazon, by , ,,,,,,,,x") and not finishes("Amazon,,,,,,,,")
     # Marks inside words, and a lone mark between two words, still pass.
-    for answer in ["Star Wars (film)", "U.S. Steel", "A - B", "A & B", "Amazon...", "Caf\u00e9"]:
+    for answer in ["Star Wars (film)", "U.S.-based", "A - B", "A & B", "Amazon...", "Caf\u00e9"]:
         assert finishes(answer), answer
+
+
+_EXPRESSIONS = {
+    "c1 + c2 + c3": "sum",
+    "abs(c1 - c2)": "difference",
+    "(c1 + c2) / 2": "average",
+    "c1 / c2": "ratio",
+    "(c1 - c2) / c2 * 100": "percent",
+}
+
+
+@pytest.mark.parametrize("operation", ["sum", "difference", "average", "ratio", "percent"])
+def test_a_math_expression_performs_the_operation_the_question_asks_for(operation: str) -> None:
+    from llmcompiler_graph.grammar import gbnf_matches, plan_grammar
+    from llmcompiler_graph.tools.math import create_math_tool
+
+    grammar = plan_grammar([create_math_tool()], operation=operation)  # type: ignore[arg-type]
+
+    def plans(expression: str) -> bool:
+        plan = f'1. math(problem="{expression}", context=[2, 3])\n2. join()<END_OF_PLAN>'
+        return gbnf_matches(grammar, plan)
+
+    # Each operation admits its own expression and none of the others'.
+    for expression, performs in _EXPRESSIONS.items():
+        assert plans(expression) is (performs == operation), expression
+    assert not plans("$1 / 2")  # inputs are c1, c2, ... from context
+    assert not plans("c1 + c2 / 2")  # an average's sum is in parentheses
+    if operation == "average":
+        assert plans("(c1 + c2 + c3) / 3") and not plans("c1 + (c2 + c3) / 2")
+
+
+def test_without_an_operation_an_expression_is_any_string() -> None:
+    from llmcompiler_graph.grammar import gbnf_matches, plan_grammar
+    from llmcompiler_graph.tools.math import create_math_tool
+
+    grammar = plan_grammar([create_math_tool()])
+    assert "expr-" not in grammar
+    for expression in [*_EXPRESSIONS, "c1 * 2 - 1", "sqrt(2)"]:
+        plan = f'1. math(problem="{expression}")\n2. join()<END_OF_PLAN>'
+        assert gbnf_matches(grammar, plan), expression
+
+
+def test_an_operation_constrains_only_expression_arguments() -> None:
+    from langchain_core.language_models import FakeListChatModel
+
+    from llmcompiler_graph.grammar import gbnf_matches, plan_grammar
+    from llmcompiler_graph.tools.math import create_math_tool
+
+    @tool
+    def search(query: str) -> str:
+        """Web search."""
+        return query
+
+    # The LLM math tool's problem is words ("How much taller ...?"): not an expression.
+    tools = [search, create_math_tool(FakeListChatModel(responses=["1"]))]
+    ratio = plan_grammar(tools, operation="ratio")
+    assert ratio == plan_grammar(tools)
+    plan = '1. search(query="A - B")\n2. math(problem="How much is A?")\n3. join()<END_OF_PLAN>'
+    assert gbnf_matches(ratio, plan)
+
+
+@pytest.mark.parametrize(
+    ("question", "operation"),
+    [
+        ("How many times taller is the CN Tower than the Eiffel Tower?", "ratio"),
+        ("By what percentage is A larger than B?", "percent"),
+        ("What is the average height of A and B?", "average"),
+        ("What is the total population of A, B and C together?", "sum"),
+        ("How many more people live in A than in B?", "difference"),
+        ("Which is taller, A or B, and by how many metres?", "difference"),
+        ("How many years passed between the releases of A and B?", "difference"),
+        ("Which is taller, A or B?", None),
+        ("What is the capital of the most populous of A and B?", None),
+        # Two operations named: the grammar does not pick one.
+        ("What is the difference between the average heights of A and B?", None),
+    ],
+)
+def test_the_planner_reads_the_operation_from_the_question(
+    question: str, operation: str | None
+) -> None:
+    from llmcompiler_graph.planner import asked_operation
+
+    assert asked_operation(question) == operation
+
+
+def test_the_planners_grammar_follows_the_question() -> None:
+    from fakes import StreamModel
+    from langchain_core.messages import HumanMessage
+
+    from llmcompiler_graph import create_llm_compiler
+    from llmcompiler_graph.testing.scripted import finish
+    from llmcompiler_graph.tools import offline_tools
+
+    grammars: list[str] = []
+
+    class Recording(StreamModel):
+        def _stream(self, messages: Any, *args: Any, **kwargs: Any) -> Any:
+            if str(messages[0].content).startswith("You are the planner"):
+                grammars.append(kwargs["extra_body"]["grammar"])
+            yield from super()._stream(messages, *args, **kwargs)
+
+        async def _astream(self, messages: Any, *args: Any, **kwargs: Any) -> Any:
+            if str(messages[0].content).startswith("You are the planner"):
+                grammars.append(kwargs["extra_body"]["grammar"])
+            async for chunk in super()._astream(messages, *args, **kwargs):
+                yield chunk
+
+    plan = '1. lookup(entity="CN Tower", attribute="height")\n2. join()<END_OF_PLAN>'
+    model = Recording(plan=lambda: [plan], answer=finish("done"))
+    graph = create_llm_compiler(model, offline_tools(), grammar="llama.cpp").compile()
+    for question in ["How many times taller is A than B?", "Which is taller, A or B?"]:
+        graph.invoke({"messages": [HumanMessage(question)]})
+    assert "expr-ratio ::=" in grammars[0] and "expr-" not in grammars[1]

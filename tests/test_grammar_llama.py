@@ -156,6 +156,21 @@ def test_typed_grammar_on_llama_cpp(
     assert tasks, reply
 
 
+def test_an_operation_grammar_on_llama_cpp(local_server: Any) -> None:
+    # The question's operation in the grammar: the server takes it, and every math
+    # expression the model writes under it is a ratio.
+    tools = offline_tools()
+    grammar = plan_grammar(tools, max_tasks=3, thoughts=False, operation="ratio")
+    question = "How many times taller is the CN Tower than the Eiffel Tower?"
+    reply = _complete(local_server, _system(tools), question, grammar, max_tokens=96)
+    tasks = _check_reply(tools, grammar, reply)
+    print(f"\n[grammar] {reply['choices'][0]['message']['content']!r}")
+    for task in tasks:
+        if task.tool == "math":
+            problem = task.kwargs.get("problem", task.args[0] if task.args else "")
+            assert "/" in problem and not {"+", "-"} & set(problem), problem
+
+
 def test_large_grammar_is_accepted(local_server: Any) -> None:
     # Ten functions with nested parameters, twelve task lines: the size a BFCL item with
     # many functions produces. One token is enough to know the server took the grammar.

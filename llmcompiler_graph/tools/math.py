@@ -15,12 +15,14 @@ import math as _math
 import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, WithJsonSchema, field_validator
+
+from llmcompiler_graph.grammar import EXPRESSION_FORMAT
 
 __all__ = [
     "MATH_TOOL_DESCRIPTION",
@@ -523,6 +525,18 @@ def _shown_item(item: Any) -> str:
     return _render_context([item], limit=120).removeprefix("c1: ")
 
 
+class ExpressionInput(MathInput):
+    """Arguments of the expression-only ``math`` tool: ``problem`` is marked as an
+    arithmetic expression, so a planner grammar can require the question's operation
+    in it (:func:`llmcompiler_graph.grammar.plan_grammar`)."""
+
+    # In the type, not the Field: LangChain's tool_call_schema copies annotations
+    # but not a Field's json_schema_extra.
+    problem: Annotated[str, WithJsonSchema({"type": "string", "format": EXPRESSION_FORMAT})] = (
+        Field(description=MathInput.model_fields["problem"].description)
+    )
+
+
 def _context_hint(error: ExpressionError, context: Sequence[Any]) -> str:
     # Explain *why* c2 is unknown: missing, or present but not a single number.
     match = re.search(r"unknown name 'c(\d+)'", str(error))
@@ -695,7 +709,7 @@ def create_math_tool(llm: BaseChatModel | None = None, *, max_attempts: int = 2)
             coroutine=arun_expression,
             name="math",
             description=MATH_TOOL_DESCRIPTION,
-            args_schema=MathInput,
+            args_schema=ExpressionInput,
         )
 
     model = llm
