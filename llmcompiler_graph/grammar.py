@@ -62,24 +62,24 @@ MAX_ANSWER_NUMBERS = 12
 EXPRESSION_FORMAT = "arithmetic-expression"
 
 Operation = Literal["sum", "difference", "average", "ratio", "percent"]
-#: What an expression performing each operation starts with, must then hold (these
-#: strings, in this order) and must not hold (these characters). Measured on the 0.5B
-#: model: a planner that copied its last example's ``abs(c1 - c2)`` computed an average
-#: as a sum and a ratio and a percentage as differences. An average opens with the
-#: parenthesis of its sum: made to hold a ``/`` it wrote ``c1 + c2 / 2``, and made to
-#: hold ``( + ) /`` anywhere it wrote ``c1 + c2 / 2, context=([...`` into the string.
-OPERATIONS: dict[Operation, tuple[str, tuple[str, ...], str]] = {
-    "sum": ("", ("+",), "-/"),
-    "difference": ("", ("-",), "+/"),
-    "average": ("(", ("+", ")", "/"), "-"),
-    "ratio": ("", ("/",), "+-"),
-    "percent": ("", ("/", "100"), "+"),
+#: What an expression performing each operation is: one of its forms (an opening, then
+#: these strings in this order), and none of the excluded characters. Measured on the
+#: 0.5B model: a planner that copied its last example's ``abs(c1 - c2)`` computed an
+#: average as a sum and a ratio and a percentage as differences. An average opens with
+#: the parenthesis of its sum: made to hold a ``/`` it wrote ``c1 + c2 / 2``, and made
+#: to hold ``( + ) /`` anywhere it wrote ``c1 + c2 / 2, context=([...`` into the string.
+OPERATIONS: dict[Operation, tuple[tuple[tuple[str, tuple[str, ...]], ...], str]] = {
+    "sum": ((("", ("+",)), ("sum(", ())), "-/"),
+    "difference": ((("", ("-",)),), "+/"),
+    "average": ((("(", ("+", ")", "/")), ("avg(", ())), ""),
+    "ratio": ((("", ("/",)),), "+-"),
+    "percent": ((("", ("/", "100")), ("", ("100", "/"))), "+"),
 }
 
 # Most characters between an operation's operators (and before the first, after the
 # last): under a ratio's grammar, the 0.5B model with no worked examples wrote
 # "A > B ? 1 : 0 ? 1 : 0 ..." until max_tokens rather than a "/".
-_EXPRESSION_RUN = 40
+_EXPRESSION_RUN = 60
 
 #: Dialects understood by :func:`grammar_request_kwargs`.
 GrammarDialect = str
@@ -674,11 +674,11 @@ class _PlanGrammar:
 
     def expression(self, operation: Operation) -> str:
         """A quoted arithmetic expression that performs ``operation`` (see
-        :data:`OPERATIONS`): its opening, its operators in order, none it excludes."""
+        :data:`OPERATIONS`): one of its forms, and none of the characters it excludes."""
         name = f"expr-{operation}"
         if not self._declare(name):
             return name
-        opening, required, excluded = OPERATIONS[operation]
+        forms, excluded = OPERATIONS[operation]
         alts = []
         for tag, quote in (("dq", '"'), ("sq", "'")):
             chars = f"{tag}x-{operation}"
@@ -688,10 +688,11 @@ class _PlanGrammar:
             self.add(chars, f"[^{quote}\\\\$\\n{marks}]")
             # Short runs: a model that avoids the operator must not write on for long.
             run = _rep(chars, 0, _EXPRESSION_RUN)
-            parts = [_lit(opening), run] if opening else [run]
-            for token in required:
-                parts += [_lit(token), run]
-            alts.append(" ".join([_lit(quote), *parts, _lit(quote)]))
+            for opening, required in forms:
+                parts = [_lit(opening), run] if opening else [run]
+                for token in required:
+                    parts += [_lit(token), run]
+                alts.append(" ".join([_lit(quote), *parts, _lit(quote)]))
         self.rules.append(f"{name} ::= " + " | ".join(alts))
         return name
 
@@ -1060,43 +1061,57 @@ def joiner_grammar(
     finish = [r'finish ::= "Finish(" answer ")"', rf"body ::= {char}+"]
     # Words with single spaces between them: a model that has nothing left to write
     # otherwise fills the answer with spaces until max_tokens. A word holds a letter
-    # (or another character that is not punctuation), and marks come at most three in a
+    # (or another character that is not punctuation), and marks come at most four in a
     # row; a lone mark ("A - B") stands only between two words: after its numbers ran
     # out, the 0.5B model wrote ", , ,,,,,,..." until max_tokens (35 s).
-    punct = r"\x21-\x2f\x3a-\x3c\x3e-\x40\x5b-\x60\x7b-\x7e\u2026\u2013\u2014"
+    punct = (
+        r"\x21-\x2f\x3a-\x3c\x3e-\x40\x5b-\x60\x7b-\x7e\u00a1-\u00bf\u2010-\u2027"
+        r"\u2030-\u205e\u3000-\u303f\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65"
+    )
     words = [
         r"text ::= [ ]? (mark [ ])? word ([ ] (mark [ ])? word)* [ ]? | [ ]",
-        r"word ::= mark? wordchar (wordchar | mark wordchar)* mark?",
-        rf"wordchar ::= [^{excluded}0-9= {punct}]",
-        rf"mark ::= [{punct}]{{1,3}}",
+        r"word ::= mark? wordchar rest",
+        # The rest of a word whose first character is written.
+        r"rest ::= (wordchar | mark wordchar)* mark?",
+        rf"wordchar ::= [^{excluded}0-9= \t\r\u00a0{punct}]",
+        rf"mark ::= [{punct}]{{1,4}}",
     ]
+    # After an answer's first character (which the form chose): the rest of its word,
+    # then more ("B.", "C++", "Canada (40,000,000 people)").
+    tail = "tail ::= body?"
     if plain_answer and numbers is not None and not numbers:
         # Nothing numeric was read, so there is nothing to copy: no digits at all.
         finish = [finish[0], "body ::= text", *words]
+        tail = "tail ::= rest ([ ] body?)?"
     elif plain_answer:
         # Text (anything but digits and "=") and numbers alternate; a number is followed
         # by the end or by (a space and) a character that is not an operator. At most
         # MAX_ANSWER_NUMBERS numbers: with nothing but errors to read, the 0.5B model
-        # wrote ", 1, 1, 1, ..." until max_tokens (67 s).
+        # wrote ", 1, 1, 1, ..." until max_tokens (67 s). A number may stand in
+        # brackets, quotes or after a currency sign ("$2.9", "(1994)", "5%.").
         link = rf"link ::= [ ]? [^{excluded}0-9 =+*/^\-] text?"
         number = r"number ::= [0-9] [0-9.,]*"
-        end = 'end ::= ""'
         if numbers is not None:
             number = "number ::= " + " | ".join(_lit(n) for n in sorted(set(numbers)))
             # No digit right after a number's "," or ".": a model that meant a number it
             # may not write would otherwise spell it as allowed pieces ("1,1,1,...").
             link = rf"link ::= [ ]? [^{excluded}0-9 =+*/^,.\-] text? | [,.] text"
-            end = "end ::= [,.]?"
+        # An answer to "how many/much" is a magnitude: no sign before its number (the
+        # 0.5B model wrote "Finish(-" for a gap of 26 it had seen as -26).
+        signs = "" if answer_form == "number" else "-"  # last in the class: not a range
         most = MAX_ANSWER_NUMBERS
         finish = [
             finish[0],
             r"body ::= text numbers? | numbers",
-            f"numbers ::= (number link){{0,{most - 1}}} number end | (number link){{1,{most}}}",
+            f"numbers ::= (pre? number link){{0,{most - 1}}} pre? number end"
+            f" | (pre? number link){{1,{most}}}",
             link,
-            end,
+            "end ::= mark?",
+            rf"""pre ::= [$#~("'\[\u00a3\u00a5\u20ac{signs}]{{1,2}}""",
             *words,
             number,
         ]
+        tail = "tail ::= rest ([ ] body? | numbers)?"
     # A small model states the right thing in its Thought and then answers a
     # which-question with a bare number, or a yes/no question with a sentence: the
     # form the prompt asks for is enforced here.
@@ -1107,30 +1122,33 @@ def joiner_grammar(
         # yes/no worked example. Not a bare yes or no ("No.", "Yes, A"), while
         # "Norway", "Yesenia" and "No one" pass: a first letter other than n or y,
         # or n/y not followed by the rest of the word and then its end.
-        rest = rf"([A-Za-z'\-] | [ ] [^{excluded}0-9 =])"
+        after = rf"([A-Za-z'\-] | [ ] [^{excluded}0-9 =])"
         finish.append(
             "answer ::= "
             + " | ".join(
                 [
-                    r"""["'A-MO-XZa-mo-xz] body?""",
-                    rf"[Nn] ([^{excluded}0-9 =oO] body?)?",
-                    rf"[Nn] [oO] {rest} body?",
-                    rf"[Yy] ([^{excluded}0-9 =eE] body?)?",
-                    rf"[Yy] [eE] ([^{excluded}0-9 =sS] body?)?",
-                    rf"[Yy] [eE] [sS] {rest} body?",
+                    r"""["'A-MO-XZa-mo-xz] tail""",
+                    rf"[Nn] ([^{excluded}0-9 =oO] tail)?",
+                    rf"[Nn] [oO] {after} tail",
+                    rf"[Yy] ([^{excluded}0-9 =eE] tail)?",
+                    rf"[Yy] [eE] ([^{excluded}0-9 =sS] tail)?",
+                    rf"[Yy] [eE] [sS] {after} tail",
                 ]
             )
         )
     elif answer_form == "number" and plain_answer and (numbers is None or numbers):
         # "How many more people ...?" answered "No": a quantity question's answer
-        # states a number, or says plainly that there is none.
-        # Words before the number start with a letter: after "Finish(-" a number (not
-        # signed) cannot follow, and the 0.5B model answered "-" for "-26".
-        finish.append('answer ::= wordchar text? numbers | numbers | "No answer" text?')
+        # states a number, or says plainly that there is none. Words before the number
+        # start with a letter, as a number cannot follow a sign ("Finish(-").
+        finish.append(
+            'answer ::= wordchar rest ([ ] text?)? numbers | numbers | "No answer" mark? text?'
+        )
     elif answer_form == "number" and not plain_answer:
         finish.append(rf'answer ::= [^{excluded}0-9]* [0-9] body? | "No answer" body?')
     else:
         finish.append(r"answer ::= body")
+    if " tail" in finish[-1]:
+        finish.append(tail)
     return (
         "\n".join(
             [

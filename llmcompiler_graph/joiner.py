@@ -433,7 +433,8 @@ def joiner_input(
     with the comparison right before its answer, it named the right one more often).
     The comparison is left out when the last step's result answers a question that
     asks neither for a name nor for Yes or No; the last step's result is left out
-    when the question asks for a name or Yes/No and for no number."""
+    when the question asks for a name or Yes/No and for no number, and that step
+    only combined all the facts compared."""
     parts = []
     for rnd in rounds:
         round_tasks = [t for t in tasks if t["round"] == rnd["round"]]
@@ -443,10 +444,16 @@ def joiner_input(
             parts.append(f"You asked for a new plan because: {rnd.get('reason', '')}")
     final = final_results(tasks, results)
     form = answer_form(question)
-    if form in ("name", "yes_no") and not _ASKS_FOR_NUMBER.search(question):
-        # The question asks for a name or Yes/No and no number: a step the plan added
-        # anyway is beside the point. Shown, the 0.5B model answered "Which has more
-        # people, Canada or Australia?" with "Canada, by 67,000,000 people" (a sum).
+    if (
+        form in ("name", "yes_no")
+        and not _ASKS_FOR_NUMBER.search(question)
+        and _only_combines_compared(tasks, results)
+    ):
+        # The question asks for a name or Yes/No and no number, and the last step only
+        # combined the facts that are compared below: beside the point. Shown, the 0.5B
+        # model answered "Which has more people, Canada or Australia?" with "Canada,
+        # by 67,000,000 people" (a sum). A step over some of them ("Is A + B larger
+        # than C?") or a new quantity (a density) stays.
         final = ""
     if final:
         parts.append(final)
@@ -692,6 +699,32 @@ def _named_at(question: str, entity: str) -> int:
     return found.start() if found else -1
 
 
+def _last_steps(tasks: Any) -> list[Mapping[str, Any]]:
+    """The latest round's last steps: tasks that used earlier results and whose own
+    result nothing used."""
+    tasks = [t for t in tasks or () if t.get("tool") != "join"]
+    if not tasks:
+        return []
+    latest = max(t.get("round", 0) for t in tasks)
+    tasks = [t for t in tasks if t.get("round", 0) == latest]
+    used = {d for t in tasks for d in t.get("deps") or ()}
+    return [t for t in tasks if t.get("deps") and t["idx"] not in used]
+
+
+def _only_combines_compared(tasks: Any, results: Mapping[int, Any]) -> bool:
+    """Whether the one last step used exactly the numeric records (what
+    :func:`rank_records` compares), all of them and nothing else."""
+    last = _last_steps(tasks)
+    records = {
+        idx
+        for idx, result in results.items()
+        if isinstance(value := result.get("value"), Mapping)
+        and isinstance(value.get("value"), (int, float))
+        and not isinstance(value.get("value"), bool)
+    }
+    return len(last) == 1 and len(records) >= 2 and set(last[0].get("deps") or ()) == records
+
+
 def final_results(tasks: Any, results: Mapping[int, Any]) -> str:
     """The results of the latest round's last steps: tasks that used earlier results
     and whose own result nothing used. A small model otherwise answers with the first
@@ -703,13 +736,7 @@ def final_results(tasks: Any, results: Mapping[int, Any]) -> str:
         >>> final_results(tasks, {2: {"ok": True, "value": 2.5, "content": "2.5"}})
         'Result of the last step: 2.5'
     """
-    tasks = [t for t in tasks or () if t.get("tool") != "join"]
-    if not tasks:
-        return ""
-    latest = max(t.get("round", 0) for t in tasks)
-    tasks = [t for t in tasks if t.get("round", 0) == latest]
-    used = {d for t in tasks for d in t.get("deps") or ()}
-    last = [t for t in tasks if t.get("deps") and t["idx"] not in used]
+    last = _last_steps(tasks)
     shown = [
         truncate(observation_text(_as_gap(t, results)), 200)
         for t in last

@@ -547,21 +547,25 @@ def _join_handoff(config: RunnableConfig) -> PlanHandoff:
     return PlanHandoff.open(step, "planner")
 
 
-# The arithmetic a question's words ask for. Percentages and ratios are read first:
-# "how many times more" and "what percent more" are not differences.
-_PERCENT = re.compile(r"\bpercent(age)?\b|%", re.I)
-_RATIO = re.compile(
-    r"\bhow many times\b|\bratio\b"
-    r"|\btimes\s+(as|larger|bigger|taller|higher|longer|more|greater|smaller)\b",
-    re.I,
+# The arithmetic a question's words ask for. "how many times did ..." counts, and
+# "percentage points" are a difference.
+_COMPARATIVES = (
+    r"more|fewer|less|larger|bigger|smaller|taller|shorter|higher|lower|longer|older"
+    r"|younger|earlier|later|greater|heavier|lighter|faster|slower|warmer|colder|hotter"
+    r"|richer|poorer|cheaper|wider|deeper|further|farther"
 )
-_OTHER_OPERATIONS: dict[Operation, re.Pattern[str]] = {
+_OPERATION_WORDS: dict[Operation, re.Pattern[str]] = {
+    "percent": re.compile(r"\bpercent(age)?\b(?!\s+points?\b)", re.I),
+    "ratio": re.compile(
+        r"\bhow many times\b(?!\s+(has|have|had|did|does|do|was|were|is|are|will|would"
+        r"|can|could)\b)|\bratio\b|\btimes\s+(as|" + _COMPARATIVES + r")\b",
+        re.I,
+    ),
     "average": re.compile(r"\baverage\b|\bmean\s+(of|value)\b", re.I),
-    "sum": re.compile(r"\b(combined|total|sum|altogether|together)\b", re.I),
+    "sum": re.compile(r"\b(combined|total|sum|altogether)\b", re.I),
     "difference": re.compile(
-        r"\bdifference\b|\bby how (many|much)\b"
-        r"|\bhow (many|much)\s+(\w+\s+)?(more|fewer|less|larger|bigger|smaller|taller"
-        r"|shorter|higher|lower|longer|older|younger|earlier|later|greater)\b"
+        r"\bdifference\b|\bby how (many|much)\b|\bpercentage points?\b"
+        r"|\bhow (many|much)\s+(\w+\s+)?(" + _COMPARATIVES + r")\b"
         r"|\bhow many \w+ (after|before|between|passed|apart)\b",
         re.I,
     ),
@@ -572,7 +576,8 @@ def asked_operation(question: str) -> Operation | None:
     """The one arithmetic operation ``question`` asks for, from its words, or ``None``
     (none, or several, as in "the difference between the average ...").
 
-    With a grammar, the planner's math expressions must then perform it (see
+    A percentage or a ratio "more" or "larger" is not also a difference. With a
+    grammar, the planner's math expressions must then perform it (see
     :func:`llmcompiler_graph.grammar.plan_grammar`): measured on the 0.5B model, a
     planner copying its examples wrote ``abs(c1 - c2)`` for a ratio and a percentage
     and ``c1 + c2`` for an average.
@@ -585,9 +590,9 @@ def asked_operation(question: str) -> Operation | None:
         >>> asked_operation("Which is taller, A or B?") is None
         True
     """
-    if _PERCENT.search(question):
-        return "percent"
-    if _RATIO.search(question):
-        return "ratio"
-    found = [op for op, words in _OTHER_OPERATIONS.items() if words.search(question)]
-    return found[0] if len(found) == 1 else None
+    found = {op for op, words in _OPERATION_WORDS.items() if words.search(question)}
+    if found & {"percent", "ratio"}:
+        found.discard("difference")
+    if "percent" in found:
+        found.discard("ratio")
+    return found.pop() if len(found) == 1 else None

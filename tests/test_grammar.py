@@ -495,6 +495,10 @@ def test_a_math_expression_performs_the_operation_the_question_asks_for(operatio
     # Each operation admits its own expression and none of the others'.
     for expression, performs in _EXPRESSIONS.items():
         assert plans(expression) is (performs == operation), expression
+    # Other ways to write the same operation.
+    more = {"sum": "sum(c1, c2)", "average": "avg(c1, c2)", "percent": "100 * (c1 - c2) / c2"}
+    if operation in more:
+        assert plans(more[operation])
     assert not plans("$1 / 2")  # inputs are c1, c2, ... from context
     assert not plans("c1 + c2 / 2")  # an average's sum is in parentheses
     if operation == "average":
@@ -545,6 +549,17 @@ def test_an_operation_constrains_only_expression_arguments() -> None:
         ("What is the capital of the most populous of A and B?", None),
         # Two operations named: the grammar does not pick one.
         ("What is the difference between the average heights of A and B?", None),
+        ("What percentage of the total population of A and B lives in A?", None),
+        ("How many times the combined population of A and B is C's?", None),
+        # ...but a percentage or a ratio "more" is not also a difference.
+        ("How many times more people live in A than in B?", "ratio"),
+        ("By what percentage is A taller than B?", "percent"),
+        # Words that look like an operation and are not one.
+        ("How many times has A won the cup?", None),
+        ("How many years did the Beatles stay together?", None),
+        ("By how many percentage points did unemployment change?", "difference"),
+        ("If A grows by 2% a year, what will it be in 10 years?", None),
+        ("How much water is in the lake?", None),
     ],
 )
 def test_the_planner_reads_the_operation_from_the_question(

@@ -317,3 +317,21 @@ def test_a_step_the_question_did_not_ask_for_is_not_shown_as_the_result(
     assert ("Result of the last step: 67,000,000" in text) is shows_result
     # The step's own observation is still there, with the plan that made it.
     assert '3. math(problem="c1 + c2")\n   Observation: 67,000,000' in text
+
+
+def test_a_step_over_other_facts_is_still_shown_to_a_yes_no_question() -> None:
+    # "Is A + B larger than C?": the last step combined two of the three facts compared.
+    tasks = [
+        {"idx": i, "tool": "lookup", "deps": [], "round": 0, "args": f'entity="{e}"'}
+        for i, e in ((1, "Canada"), (2, "Australia"), (3, "Argentina"))
+    ]
+    tasks.append({"idx": 4, "tool": "math", "deps": [1, 2], "round": 0, "args": '"c1 + c2"'})
+    results = {
+        1: {**_record("Canada", "population", 40_000_000, "people"), "content": "40,000,000"},
+        2: {**_record("Australia", "population", 27_000_000, "people"), "content": "27,000,000"},
+        3: {**_record("Argentina", "population", 46_000_000, "people"), "content": "46,000,000"},
+        4: {"ok": True, "value": 67_000_000, "content": "67000000"},
+    }
+    question = "Is the combined population of Canada and Australia larger than Argentina's?"
+    text = joiner_input(tasks, results, [{"round": 0}], question, max_chars=None)
+    assert "Result of the last step: 67,000,000" in text
