@@ -272,17 +272,27 @@ def test_the_form_of_an_answer_comes_from_the_questions_first_words(
     assert answer_form(question) == form
 
 
-def test_a_number_question_reads_the_last_steps_result_without_the_comparison() -> None:
-    tasks = [
-        {"idx": 1, "tool": "lookup", "deps": [], "round": 0, "args": 'entity="A"'},
-        {"idx": 2, "tool": "lookup", "deps": [], "round": 0, "args": 'entity="B"'},
-        {"idx": 3, "tool": "math", "deps": [1, 2], "round": 0, "args": 'problem="c1 + c2"'},
+def _summed(attribute: str, unit: str, facts: dict[str, int], over: list[int]) -> tuple:
+    """Plan and results: one lookup per fact, then ``math`` summing tasks ``over``."""
+    tasks: list[dict] = [
+        {"idx": i, "tool": "lookup", "deps": [], "round": 0, "args": f'entity="{e}"'}
+        for i, e in enumerate(facts, 1)
     ]
-    results = {
-        1: {**_record("A", "height", 3, "m"), "content": "3 m"},
-        2: {**_record("B", "height", 5, "m"), "content": "5 m"},
-        3: {"ok": True, "value": 8, "content": "8"},
+    results: dict[int, dict] = {
+        i: {**_record(e, attribute, v, unit), "content": f"{v:,}"}
+        for i, (e, v) in enumerate(facts.items(), 1)
     }
+    idx, total = len(facts) + 1, sum(list(facts.values())[i - 1] for i in over)
+    problem = " + ".join(f"c{k}" for k in range(1, len(over) + 1))
+    tasks.append(
+        {"idx": idx, "tool": "math", "deps": over, "round": 0, "args": f'problem="{problem}"'}
+    )
+    results[idx] = {"ok": True, "value": total, "content": str(total)}
+    return tasks, results
+
+
+def test_a_number_question_reads_the_last_steps_result_without_the_comparison() -> None:
+    tasks, results = _summed("height", "m", {"A": 3, "B": 5}, [1, 2])
     text = joiner_input(
         tasks, results, [{"round": 0}], "How tall are A and B together?", max_chars=None
     )
@@ -303,16 +313,8 @@ def test_a_number_question_reads_the_last_steps_result_without_the_comparison() 
 def test_a_step_the_question_did_not_ask_for_is_not_shown_as_the_result(
     question: str, shows_result: bool
 ) -> None:
-    tasks = [
-        {"idx": 1, "tool": "lookup", "deps": [], "round": 0, "args": 'entity="Canada"'},
-        {"idx": 2, "tool": "lookup", "deps": [], "round": 0, "args": 'entity="Australia"'},
-        {"idx": 3, "tool": "math", "deps": [1, 2], "round": 0, "args": 'problem="c1 + c2"'},
-    ]
-    results = {
-        1: {**_record("Canada", "population", 40_000_000, "people"), "content": "40,000,000"},
-        2: {**_record("Australia", "population", 27_000_000, "people"), "content": "27,000,000"},
-        3: {"ok": True, "value": 67_000_000, "content": "67000000"},
-    }
+    facts = {"Canada": 40_000_000, "Australia": 27_000_000}
+    tasks, results = _summed("population", "people", facts, [1, 2])
     text = joiner_input(tasks, results, [{"round": 0}], question, max_chars=None)
     assert ("Result of the last step: 67,000,000" in text) is shows_result
     # The step's own observation is still there, with the plan that made it.
@@ -321,17 +323,8 @@ def test_a_step_the_question_did_not_ask_for_is_not_shown_as_the_result(
 
 def test_a_step_over_other_facts_is_still_shown_to_a_yes_no_question() -> None:
     # "Is A + B larger than C?": the last step combined two of the three facts compared.
-    tasks = [
-        {"idx": i, "tool": "lookup", "deps": [], "round": 0, "args": f'entity="{e}"'}
-        for i, e in ((1, "Canada"), (2, "Australia"), (3, "Argentina"))
-    ]
-    tasks.append({"idx": 4, "tool": "math", "deps": [1, 2], "round": 0, "args": '"c1 + c2"'})
-    results = {
-        1: {**_record("Canada", "population", 40_000_000, "people"), "content": "40,000,000"},
-        2: {**_record("Australia", "population", 27_000_000, "people"), "content": "27,000,000"},
-        3: {**_record("Argentina", "population", 46_000_000, "people"), "content": "46,000,000"},
-        4: {"ok": True, "value": 67_000_000, "content": "67000000"},
-    }
+    facts = {"Canada": 40_000_000, "Australia": 27_000_000, "Argentina": 46_000_000}
+    tasks, results = _summed("population", "people", facts, [1, 2])
     question = "Is the combined population of Canada and Australia larger than Argentina's?"
     text = joiner_input(tasks, results, [{"round": 0}], question, max_chars=None)
     assert "Result of the last step: 67,000,000" in text
