@@ -309,9 +309,15 @@ class Joiner:
             (r["answer_id"] for r in state.get("rounds") or () if r.get("answer_id")),
             f"llmcompiler-answer-{uuid.uuid4()}",
         )
-        text, usage = await self._reply(
-            state, config, must_finish=must_finish, deadline=deadline, answer_id=answer_id
-        )
+        unmet = "" if must_finish else unmet_comparison(state)
+        if unmet:
+            # Decided here, not by the model: a small joiner named an answer from the
+            # half it had (capitals, but no populations to pick one by).
+            text, usage = f"Thought: {unmet}\nAction: Replan({unmet})", dict[str, int]()
+        else:
+            text, usage = await self._reply(
+                state, config, must_finish=must_finish, deadline=deadline, answer_id=answer_id
+            )
         # The round's checkpoint has been written by now: its journal is not needed.
         await Journal.delete_for_run(config)
         decision = parse_joiner_reply(text)
@@ -548,10 +554,13 @@ def rank_records(results: Any, question: str = "") -> str:
         A 3 metres is smaller than B 4 metres.
     """
     groups: dict[str, dict[str, Mapping[str, Any]]] = {}
+    facts: dict[str, list[Mapping[str, Any]]] = {}  # every record, by entity
     for result in results:
         value = result.get("value") if result.get("ok", True) else None
         if not isinstance(value, Mapping):
             continue
+        if isinstance(value.get("entity"), str) and isinstance(value.get("attribute"), str):
+            facts.setdefault(value["entity"], []).append(value)
         number, entity, attribute = value.get("value"), value.get("entity"), value.get("attribute")
         if isinstance(number, bool) or not isinstance(number, (int, float)):
             continue
@@ -588,6 +597,20 @@ def rank_records(results: Any, question: str = "") -> str:
         pick = _picked(question, ordered, years)
         if pick:
             lines.append(pick)
+            # What else is known of the one picked: "the capital of the less populous"
+            # is a fact of it. The 0.5B model, with the capitals two rounds up,
+            # answered the country.
+            chosen = _chosen(question, ordered, years)
+            known = facts.get(chosen["entity"], []) if chosen is not None else []
+            other_facts = [
+                str(f["text"])
+                if isinstance(f.get("text"), str)
+                else _fact_text(f["entity"], f["attribute"], f.get("value"), f.get("unit") or "")
+                for f in known
+                if f["attribute"] != attribute
+            ]
+            if other_facts:
+                lines.append(" ".join(other_facts))
     return "\n".join(lines)
 
 
@@ -638,6 +661,50 @@ def _comparative(question: str, years: bool) -> tuple[str, int, int] | None:
     return None
 
 
+def unmet_comparison(state: Mapping[str, Any]) -> str:
+    """Why a new plan is needed, or ``""``: the question picks by a comparison ("the
+    capital of the less populous of A and B", "Which is older, A or B?"), facts were
+    looked up, and no two of them are numbers of one kind to compare. Said once per
+    question (a plan that again fetches no such numbers is answered from).
+
+    Example:
+        >>> capital = {"ok": True, "value": {"entity": "A", "attribute": "capital",
+        ...            "value": "X"}}
+        >>> state = {"messages": [HumanMessage("Which is less populous, A or B?")],
+        ...          "results": [capital, {**capital, "value": {**capital["value"],
+        ...          "entity": "B"}}]}
+        >>> unmet_comparison(state).split(": ")[-1]
+        'look up, for each of A and B, the number that "less populous" is about.'
+    """
+    question = last_question(state.get("messages"))
+    if answer_form(question) == "number":  # "How many more ...?" is a difference
+        return ""
+    found = _comparative(question, years=True)
+    if found is None:
+        return ""
+    facts = [
+        r["value"]
+        for r in state.get("results") or ()
+        if r.get("ok", True) and isinstance(r.get("value"), Mapping)
+    ]
+    kinds: dict[Any, int] = {}
+    for fact in facts:
+        number = fact.get("value")
+        if isinstance(number, (int, float)) and not isinstance(number, bool):
+            kinds[fact.get("attribute")] = kinds.get(fact.get("attribute"), 0) + 1
+    names = list(dict.fromkeys(f["entity"] for f in facts if isinstance(f.get("entity"), str)))
+    if len(names) < 2 or any(count >= 2 for count in kinds.values()):
+        return ""
+    phrase = found[0]
+    reason = (
+        f'"{phrase}" compares numbers, and none were looked up to compare: look up, for '
+        f'each of {", ".join(names[:-1])} and {names[-1]}, the number that "{phrase}" is about.'
+    )
+    if any(r.get("reason") == reason for r in state.get("rounds") or ()):
+        return ""
+    return reason
+
+
 def _picked(question: str, ordered: Sequence[Mapping[str, Any]], years: bool) -> str:
     """The record the question's comparative word picks, said in that word.
 
@@ -655,9 +722,9 @@ def _picked(question: str, ordered: Sequence[Mapping[str, Any]], years: bool) ->
     found = _comparative(question, years)
     if found is None:
         return ""
-    phrase, way, at = found
-    # ``ordered`` runs from the larger value down, or from the earliest year up.
-    chosen = ordered[0] if (way == 1) != years else ordered[-1]
+    phrase, _, at = found
+    chosen = _chosen(question, ordered, years)
+    assert chosen is not None  # the same comparative word was found
     others = [r for r in ordered if r is not chosen]
     line = f'"{phrase}" picks {_with_value(chosen, years)} over '
     line += ", ".join(_with_value(r, years) for r in others)
@@ -669,6 +736,17 @@ def _picked(question: str, ordered: Sequence[Mapping[str, Any]], years: bool) ->
             answer = "Yes" if before[0] == chosen["entity"] else "No"
             return f"{line}, so the answer is {answer}."
     return line + "."
+
+
+def _chosen(
+    question: str, ordered: Sequence[Mapping[str, Any]], years: bool
+) -> Mapping[str, Any] | None:
+    """The record the question's comparative word picks, or ``None``."""
+    found = _comparative(question, years)
+    if found is None:
+        return None
+    # ``ordered`` runs from the larger value down, or from the earliest year up.
+    return ordered[0] if (found[1] == 1) != years else ordered[-1]
 
 
 def _value_text(record: Mapping[str, Any], years: bool) -> str:

@@ -3,6 +3,8 @@ question last, and worked example turns rendered the same way as real input."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
@@ -328,3 +330,53 @@ def test_a_step_over_other_facts_is_still_shown_to_a_yes_no_question() -> None:
     question = "Is the combined population of Canada and Australia larger than Argentina's?"
     text = joiner_input(tasks, results, [{"round": 0}], question, max_chars=None)
     assert "Result of the last step: 67,000,000" in text
+
+
+def test_a_comparison_with_nothing_to_compare_asks_for_a_new_plan_once() -> None:
+    from fakes import StreamModel
+
+    from llmcompiler_graph.testing.scripted import finish
+    from llmcompiler_graph.tools import offline_tools
+
+    plans = iter(
+        [
+            # Capitals, but nothing that "less populous" can pick by.
+            '1. lookup(entity="Canada", attribute="capital")\n'
+            '2. lookup(entity="Australia", attribute="capital")\n3. join()',
+            '4. lookup(entity="Canada", attribute="population")\n'
+            '5. lookup(entity="Australia", attribute="population")\n6. join()',
+        ]
+    )
+    joiner_calls = []
+
+    class Model(StreamModel):
+        def _chunks(self, messages: Any) -> Any:
+            if not str(messages[0].content).startswith("You are the planner"):
+                joiner_calls.append(messages[-1].text)
+            return super()._chunks(messages)
+
+    model = Model(plan=lambda: [next(plans)], answer=finish("Canberra"))
+    graph = create_llm_compiler(model, offline_tools()).compile()
+    question = "What is the capital of the less populous of Canada and Australia?"
+    out = graph.invoke({"messages": [HumanMessage(question)]})
+    first, second = out["rounds"]
+    assert first["action"] == "replan" and "for each of Canada and Australia" in first["reason"]
+    # Decided without the model; the second round, with populations, is the model's.
+    assert len(joiner_calls) == 1 and '"less populous" picks Australia' in joiner_calls[0]
+    assert second["action"] == "finish" and out["messages"][-1].text == "Canberra"
+
+
+def test_the_comparison_says_what_else_is_known_of_the_one_it_picks() -> None:
+    rows = [
+        _record("Canada", "population", 40_000_000, "people"),
+        _record("Australia", "population", 27_000_000, "people"),
+        {"ok": True, "value": {"entity": "Canada", "attribute": "capital", "value": "Ottawa"}},
+        {"ok": True, "value": {"entity": "Australia", "attribute": "capital", "value": "Canberra"}},
+    ]
+    text = rank_records(rows, "What is the capital of the less populous of Canada and Australia?")
+    assert text.endswith(
+        '"less populous" picks Australia (27,000,000 people) over Canada '
+        "(40,000,000 people).\nThe capital of Australia is Canberra."
+    )
+    # Nothing picked, nothing added.
+    assert "Canberra" not in rank_records(rows, "How many people live in Canada and Australia?")
