@@ -556,16 +556,12 @@ def rank_records(results: Any, question: str = "") -> str:
     groups: dict[str, dict[str, Mapping[str, Any]]] = {}
     facts: dict[str, list[Mapping[str, Any]]] = {}  # every record, by entity
     for result in results:
-        value = result.get("value") if result.get("ok", True) else None
-        if not isinstance(value, Mapping):
+        record = _record_of(result)
+        if record is None:
             continue
-        if isinstance(value.get("entity"), str) and isinstance(value.get("attribute"), str):
-            facts.setdefault(value["entity"], []).append(value)
-        number, entity, attribute = value.get("value"), value.get("entity"), value.get("attribute")
-        if isinstance(number, bool) or not isinstance(number, (int, float)):
-            continue
-        if isinstance(entity, str) and isinstance(attribute, str):
-            groups.setdefault(attribute, {})[entity] = value
+        facts.setdefault(record["entity"], []).append(record)
+        if _is_number(record.get("value")):
+            groups.setdefault(record["attribute"], {})[record["entity"]] = record
     lines = []
     for attribute, records in groups.items():
         if len(records) < 2:
@@ -594,24 +590,25 @@ def rank_records(results: Any, question: str = "") -> str:
             first, last = ("earliest", "latest") if years else ("largest", "smallest")
             ends = [f"{shown[0]} ({first})", *shown[1:-1], f"{shown[-1]} ({last})"]
             lines.append(f"Ranked by {attribute}: {'; '.join(ends)}.")
-        pick = _picked(question, ordered, years)
+        pick = _picked(question, ordered, years, facts)
         if pick:
             lines.append(pick)
-            # What else is known of the one picked: "the capital of the less populous"
-            # is a fact of it. The 0.5B model, with the capitals two rounds up,
-            # answered the country.
-            chosen = _chosen(question, ordered, years)
-            known = facts.get(chosen["entity"], []) if chosen is not None else []
-            other_facts = [
-                str(f["text"])
-                if isinstance(f.get("text"), str)
-                else _fact_text(f["entity"], f["attribute"], f.get("value"), f.get("unit") or "")
-                for f in known
-                if f["attribute"] != attribute
-            ]
-            if other_facts:
-                lines.append(" ".join(other_facts))
     return "\n".join(lines)
+
+
+def _record_of(result: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """A successful result's record (a ``value`` with ``entity`` and ``attribute``
+    names, as an offline ``lookup`` returns), or ``None``."""
+    value = result.get("value") if result.get("ok", True) else None
+    if not isinstance(value, Mapping):
+        return None
+    if isinstance(value.get("entity"), str) and isinstance(value.get("attribute"), str):
+        return value
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _ways(larger: str, smaller: str) -> dict[str, int]:
@@ -682,18 +679,14 @@ def unmet_comparison(state: Mapping[str, Any]) -> str:
     found = _comparative(question, years=True)
     if found is None:
         return ""
-    facts = [
-        r["value"]
-        for r in state.get("results") or ()
-        if r.get("ok", True) and isinstance(r.get("value"), Mapping)
-    ]
-    kinds: dict[Any, int] = {}
+    facts = [f for f in map(_record_of, state.get("results") or ()) if f is not None]
+    # What rank_records would compare: two entities' numbers of one attribute.
+    numbered: dict[str, set[str]] = {}
     for fact in facts:
-        number = fact.get("value")
-        if isinstance(number, (int, float)) and not isinstance(number, bool):
-            kinds[fact.get("attribute")] = kinds.get(fact.get("attribute"), 0) + 1
-    names = list(dict.fromkeys(f["entity"] for f in facts if isinstance(f.get("entity"), str)))
-    if len(names) < 2 or any(count >= 2 for count in kinds.values()):
+        if _is_number(fact.get("value")):
+            numbered.setdefault(fact["attribute"], set()).add(fact["entity"])
+    names = list(dict.fromkeys(f["entity"] for f in facts))
+    if len(names) < 2 or any(len(entities) >= 2 for entities in numbered.values()):
         return ""
     phrase = found[0]
     reason = (
@@ -705,13 +698,21 @@ def unmet_comparison(state: Mapping[str, Any]) -> str:
     return reason
 
 
-def _picked(question: str, ordered: Sequence[Mapping[str, Any]], years: bool) -> str:
+def _picked(
+    question: str,
+    ordered: Sequence[Mapping[str, Any]],
+    years: bool,
+    facts: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+) -> str:
     """The record the question's comparative word picks, said in that word.
 
     Measured on the 0.5B model: given both ways of a comparison, it still wrote the
     question's own relation with the wrong name ("Casablanca (1942) was released later
     than Parasite (2019)"). A yes/no question of the form "Is A taller than B?" (one
-    name before the word, the other after it) also gets its answer.
+    name before the word, the other after it) also gets its answer. A second line
+    says the picked entity's other ``facts`` (records by entity): "the capital of the
+    less populous" is one of them, and the 0.5B model, with the capitals two rounds
+    up, had answered the country.
 
     Example:
         >>> rows = [{"entity": e, "attribute": "height", "value": v, "unit": "m"}
@@ -722,31 +723,28 @@ def _picked(question: str, ordered: Sequence[Mapping[str, Any]], years: bool) ->
     found = _comparative(question, years)
     if found is None:
         return ""
-    phrase, _, at = found
-    chosen = _chosen(question, ordered, years)
-    assert chosen is not None  # the same comparative word was found
+    phrase, way, at = found
+    # ``ordered`` runs from the larger value down, or from the earliest year up.
+    chosen = ordered[0] if (way == 1) != years else ordered[-1]
     others = [r for r in ordered if r is not chosen]
     line = f'"{phrase}" picks {_with_value(chosen, years)} over '
     line += ", ".join(_with_value(r, years) for r in others)
+    end = "."
     if len(others) == 1 and answer_form(question) == "yes_no":
         where = {r["entity"]: _named_at(question, r["entity"]) for r in ordered}
         before = [e for e, i in where.items() if 0 <= i < at]
         after = [e for e, i in where.items() if i > at]
         if len(before) == 1 and len(after) == 1:
             answer = "Yes" if before[0] == chosen["entity"] else "No"
-            return f"{line}, so the answer is {answer}."
-    return line + "."
-
-
-def _chosen(
-    question: str, ordered: Sequence[Mapping[str, Any]], years: bool
-) -> Mapping[str, Any] | None:
-    """The record the question's comparative word picks, or ``None``."""
-    found = _comparative(question, years)
-    if found is None:
-        return None
-    # ``ordered`` runs from the larger value down, or from the earliest year up.
-    return ordered[0] if (found[1] == 1) != years else ordered[-1]
+            end = f", so the answer is {answer}."
+    known = [
+        str(f["text"])
+        if isinstance(f.get("text"), str)
+        else _fact_text(f["entity"], f["attribute"], f.get("value"), f.get("unit") or "")
+        for f in (facts or {}).get(chosen["entity"], ())
+        if f["attribute"] != chosen["attribute"]
+    ]
+    return line + end + ("\n" + " ".join(known) if known else "")
 
 
 def _value_text(record: Mapping[str, Any], years: bool) -> str:
@@ -796,9 +794,7 @@ def _only_combines_compared(tasks: Any, results: Mapping[int, Any]) -> bool:
     records = {
         idx
         for idx, result in results.items()
-        if isinstance(value := result.get("value"), Mapping)
-        and isinstance(value.get("value"), (int, float))
-        and not isinstance(value.get("value"), bool)
+        if (record := _record_of(result)) is not None and _is_number(record.get("value"))
     }
     return len(last) == 1 and len(records) >= 2 and set(last[0].get("deps") or ()) == records
 
