@@ -342,9 +342,11 @@ class _SchemaReader:
             return self.read({**rest, **inner}, depth + 1, refs)
         t = self._read(schema, depth, refs)
         default = schema.get("default", ...)
-        if default is not ... and _is_scalar(default) and not _admits(t, default):
-            # e.g. pydantic's `x: int = None`: passing the default must stay possible.
-            t = _union([t, ("enum", (default,))])
+        if default is None and not _admits(t, None):
+            # pydantic's `x: int = None`: passing the default must stay possible. Any other
+            # off-type default ("false" on a boolean, "all" on an array) documents the
+            # default rather than being a value to pass, so the type alone decides.
+            t = _union([t, ("enum", (None,))])
         return t
 
     def _read(self, schema: Mapping[str, Any], depth: int, refs: tuple[str, ...]) -> _Type:

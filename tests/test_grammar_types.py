@@ -149,6 +149,31 @@ def test_argument_types_from_pydantic_and_json_schemas() -> None:
     ]
 
 
+def test_only_a_null_default_widens_the_type() -> None:
+    # BFCL writes "default": "false" on booleans and "all" on arrays: documentation of
+    # the default, not a value the tool accepts, so the typed literal is the only way in.
+    t = _json_tool(
+        "brief",
+        {
+            "title": {"type": "string"},
+            "extra": {"type": "boolean", "default": "false"},
+            "fields": {"type": "array", "items": {"type": "string"}, "default": "all"},
+            "limit": {"type": "integer", "default": None},
+        },
+        ["title"],
+    )
+    assert tool_argument_types(t) == [
+        ("title", ("str", 0, None), True),
+        ("extra", ("bool",), False),
+        ("fields", ("list", ("str", 0, None), 0, None), False),
+        ("limit", ("union", (("int", None, None), ("enum", (None,)))), False),
+    ]
+    g = plan_grammar([t], max_tasks=2)
+    assert gbnf_matches(g, _plan('brief("Interstellar", extra=False, limit=None)'))
+    assert not gbnf_matches(g, _plan('brief("Interstellar", extra="false")'))
+    assert not gbnf_matches(g, _plan('brief("Interstellar", fields="all")'))
+
+
 @pytest.mark.parametrize(
     "schema",
     [
