@@ -135,32 +135,3 @@ def test_demo_command(tmp_path: Path, local_model_path: Path) -> None:
     assert " plan     1. " in out and " task 1   start " in out and " task 1   done " in out
     assert "\nAnswer: " in out and "Server: stopped" in out
     assert timeline.read_bytes()[:4] == b"\x89PNG"
-
-
-def test_bench_real_mode_on_the_local_model(local_server: LocalServer, tmp_path: Path) -> None:
-    """``bench --base-url/--model`` against a real endpoint: the paper's questions,
-    real LLM calls, grammar-constrained plans, the paper's scoring."""
-    from llmcompiler_graph.bench import main as bench_main
-
-    out = tmp_path / "bench"
-    code = bench_main(
-        [
-            *("--base-url", local_server.base_url, "--model", local_server.model_id),
-            *("--suites", "parallelqa", "--reps", "1", "--systems", "llmc_stream,react_seq"),
-            *("--search", "offline", "--grammar", "llama.cpp", "--max-tokens", "128"),
-            # A hang-catcher, generous for a CPU shared with other work.
-            *("--timeout", "1200", "--no-scale", "--out", str(out)),
-        ]
-    )
-    assert code == 0
-    data = json.loads((out / "results.json").read_text())
-    assert data["mode"] == "real" and data["model"] == local_server.model_id
-    runs = {r["system"]: r for r in data["runs"]}
-    assert set(runs) == {"llmc_stream", "react_seq"}
-    for run in runs.values():
-        assert run["error"] is None, run  # answered, even when the offline tools know nothing
-        assert run["answer"] and run["input_tokens"] > 0 and run["output_tokens"] > 0
-        assert isinstance(run["correct"], bool)
-    # Under the grammar the plan is well formed, so its tools ran.
-    assert runs["llmc_stream"]["tool_calls"] >= 1 and runs["llmc_stream"]["llm_calls"] >= 2
-    assert (out / "gantt_parallelqa.png").read_bytes()[:4] == b"\x89PNG"
