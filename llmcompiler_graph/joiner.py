@@ -286,8 +286,11 @@ class Joiner:
             return self.model
         from llmcompiler_graph.grammar import grammar_request_kwargs, joiner_grammar
 
+        last = [line for line in joiner_text.splitlines() if line.startswith(_FINAL_LABELS)]
         grammar = joiner_grammar(
-            answer_form=answer_form(question), numbers=observed_numbers(joiner_text)
+            answer_form=answer_form(question),
+            numbers=observed_numbers(joiner_text),
+            lead_numbers=observed_numbers("\n".join(last)),
         )
         return self.model.bind(**grammar_request_kwargs(grammar, self.grammar))
 
@@ -438,8 +441,9 @@ def joiner_input(
     step's result, the question, and the facts compared (measured on the 0.5B model:
     with the comparison right before its answer, it named the right one more often).
     The comparison is left out when the last step's result answers a question that
-    asks neither for a name nor for Yes or No; the last step's result is left out
-    when the question asks for a name or Yes/No and for no number, and that step
+    picks nothing: it asks neither for a name nor for Yes or No, nor about the one a
+    comparison picks ("the capital of the less populous of A and B"). The last step's
+    result is left out when the question picks and asks for no number, and that step
     only combined all the facts compared."""
     parts = []
     for rnd in rounds:
@@ -450,11 +454,10 @@ def joiner_input(
             parts.append(f"You asked for a new plan because: {rnd.get('reason', '')}")
     final = final_results(tasks, results)
     form = answer_form(question)
-    if (
-        form in ("name", "yes_no")
-        and not _ASKS_FOR_NUMBER.search(question)
-        and _only_combines_compared(tasks, results)
-    ):
+    # "The capital of the less populous of A and B" picks, like a which-question.
+    resolved = resolve_pick(question, [r for r in map(_record_of, results.values()) if r])[0]
+    picks = form in ("name", "yes_no") or bool(resolved)
+    if picks and not _ASKS_FOR_NUMBER.search(question) and _only_combines_compared(tasks, results):
         # The question asks for a name or Yes/No and no number, and the last step only
         # combined the facts that are compared below: beside the point. Shown, the 0.5B
         # model answered "Which has more people, Canada or Australia?" with "Canada,
@@ -468,7 +471,7 @@ def joiner_input(
     # The comparison helps choose a name or Yes/No. When the answer is a number that the
     # last step computed (a sum, an average), its "by GAP" competed with that result:
     # the 0.5B model answered the gap for 3 sums and averages of 34 offline-qa questions.
-    if not final or form in ("name", "yes_no"):
+    if not final or picks:
         ranking = rank_records(results.values(), question)
         if ranking:
             parts.append(ranking)
@@ -553,21 +556,13 @@ def rank_records(results: Any, question: str = "") -> str:
         By height: B 4 metres is larger than A 3 metres, by 1 metres
         A 3 metres is smaller than B 4 metres.
     """
-    groups: dict[str, dict[str, Mapping[str, Any]]] = {}
+    every = [r for r in map(_record_of, results) if r is not None]
     facts: dict[str, list[Mapping[str, Any]]] = {}  # every record, by entity
-    for result in results:
-        record = _record_of(result)
-        if record is None:
-            continue
+    for record in every:
         facts.setdefault(record["entity"], []).append(record)
-        if _is_number(record.get("value")):
-            groups.setdefault(record["attribute"], {})[record["entity"]] = record
     lines = []
-    for attribute, records in groups.items():
-        if len(records) < 2:
-            continue
-        years = all(r.get("unit") == "year" for r in records.values())
-        ordered = sorted(records.values(), key=lambda r: r["value"], reverse=not years)
+    for attribute, records in _compared(every).items():
+        ordered, years = _ordered(records.values())
         shown = [f"{r['entity']} {_value_text(r, years)}" for r in ordered]
         if len(shown) == 2:
             # Both directions spelled out: a small model matches the question's own
@@ -594,6 +589,42 @@ def rank_records(results: Any, question: str = "") -> str:
         if pick:
             lines.append(pick)
     return "\n".join(lines)
+
+
+def _compared(facts: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Mapping[str, Any]]]:
+    """What :func:`rank_records` compares: numeric records by attribute, then by
+    entity, for each attribute that two or more entities have."""
+    groups: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for fact in facts:
+        if _is_number(fact.get("value")):
+            groups.setdefault(fact["attribute"], {})[fact["entity"]] = fact
+    return {a: records for a, records in groups.items() if len(records) >= 2}
+
+
+def resolve_pick(
+    question: str, facts: Sequence[Mapping[str, Any]]
+) -> tuple[str, str, Mapping[str, Any]]:
+    """The question with its pick resolved by the compared ``facts`` (records), the
+    comparative phrase, and the record picked; ``("", "", {})`` when nothing resolves
+    (see :func:`resolved_question`)."""
+    for records in _compared(facts).values():
+        ordered, years = _ordered(records.values())
+        pick = _pick(question, ordered, years)
+        if pick is None:
+            continue
+        phrase, at, chosen = pick
+        resolved = resolved_question(question, phrase, at, chosen["entity"], list(records))
+        if resolved:
+            return resolved, phrase, chosen
+    return "", "", {}
+
+
+def _ordered(records: Any) -> tuple[list[Mapping[str, Any]], bool]:
+    """Compared records in order (years earliest first, other values largest first),
+    and whether they are years."""
+    records = list(records)
+    years = all(r.get("unit") == "year" for r in records)
+    return sorted(records, key=lambda r: r["value"], reverse=not years), years
 
 
 def _record_of(result: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -661,8 +692,10 @@ def _comparative(question: str, years: bool) -> tuple[str, int, int] | None:
 def unmet_comparison(state: Mapping[str, Any]) -> str:
     """Why a new plan is needed, or ``""``: the question picks by a comparison ("the
     capital of the less populous of A and B", "Which is older, A or B?"), facts were
-    looked up, and no two of them are numbers of one kind to compare. Said once per
-    question (a plan that again fetches no such numbers is answered from).
+    looked up, and either no two of them are numbers of one kind to compare, or the
+    question asks something about the one picked (its capital) that was not looked
+    up. Each reason is said once per question (a plan that again fetches nothing new
+    is answered from).
 
     Example:
         >>> capital = {"ok": True, "value": {"entity": "A", "attribute": "capital",
@@ -680,22 +713,75 @@ def unmet_comparison(state: Mapping[str, Any]) -> str:
     if found is None:
         return ""
     facts = [f for f in map(_record_of, state.get("results") or ()) if f is not None]
-    # What rank_records would compare: two entities' numbers of one attribute.
-    numbered: dict[str, set[str]] = {}
-    for fact in facts:
-        if _is_number(fact.get("value")):
-            numbered.setdefault(fact["attribute"], set()).add(fact["entity"])
     names = list(dict.fromkeys(f["entity"] for f in facts))
-    if len(names) < 2 or any(len(entities) >= 2 for entities in numbered.values()):
+    if len(names) < 2:
         return ""
-    phrase = found[0]
-    reason = (
-        f'"{phrase}" compares numbers, and none were looked up to compare: look up, for '
-        f'each of {", ".join(names[:-1])} and {names[-1]}, the number that "{phrase}" is about.'
-    )
-    if any(r.get("reason") == reason for r in state.get("rounds") or ()):
+    if _compared(facts):
+        # Compared, but nothing of the one picked beyond the number it was picked by.
+        resolved, phrase, chosen = resolve_pick(question, facts)
+        known = (f for f in facts if f["entity"] == chosen.get("entity"))
+        if not resolved or any(f["attribute"] != chosen["attribute"] for f in known):
+            return ""
+        reason = f'"{phrase}" picks {chosen["entity"]}; to answer, find out: {resolved}'
+    else:
+        phrase = found[0]
+        reason = (
+            f'"{phrase}" compares numbers, and none were looked up to compare: look up, '
+            f"for each of {', '.join(names[:-1])} and {names[-1]}, the number that "
+            f'"{phrase}" is about.'
+        )
+    if not reason or any(r.get("reason") == reason for r in state.get("rounds") or ()):
         return ""
     return reason
+
+
+def _pick(
+    question: str, ordered: Sequence[Mapping[str, Any]], years: bool
+) -> tuple[str, int, Mapping[str, Any]] | None:
+    """The question's comparative phrase, where it stands, and the record of
+    ``ordered`` (larger value first, or earliest year first) that it picks."""
+    found = _comparative(question, years)
+    if found is None:
+        return None
+    phrase, way, at = found
+    return phrase, at, ordered[0] if (way == 1) != years else ordered[-1]
+
+
+# The word before "the <pick> of ..." when the pick is itself the answer ("Which is the
+# largest of A and B?"), not something asked about ("the capital of the largest ...").
+_PICK_IS_ANSWER = re.compile(r"(is|was|are|were|which|what|who)\Z", re.I)
+
+
+def resolved_question(question: str, phrase: str, at: int, chosen: str, names: Any) -> str:
+    """``question`` with its pick, "the <phrase> of <names>", replaced by the ``chosen``
+    entity, or ``""`` when the question has no such pick or the pick is its answer.
+
+    Example:
+        >>> q = "What is the capital of the less populous of Canada and Australia?"
+        >>> resolved_question(q, "less populous", q.index("less"), "Australia",
+        ...                   ["Canada", "Australia"])
+        'What is the capital of Australia?'
+        >>> q = "Which is the largest of A, B and C?"
+        >>> resolved_question(q, "largest", q.index("largest"), "C", "ABC")
+        ''
+    """
+    start = at - len("the ")
+    if start < 0 or question[start:at].lower() != "the ":
+        return ""
+    before = _WORD.findall(question[:start])
+    if not before or _PICK_IS_ANSWER.match(before[-1]):
+        return ""
+    rest = question[at + len(phrase) :]
+    if not re.match(r"\s+(of|among|between)\s", rest):
+        return ""
+    ends = [
+        at + len(phrase) + m.end()
+        for name in names
+        if (m := re.search(rf"\b{re.escape(name)}\b", rest, re.I)) is not None
+    ]
+    if not ends:
+        return ""
+    return question[:start] + chosen + question[max(ends) :]
 
 
 def _picked(
@@ -709,10 +795,11 @@ def _picked(
     Measured on the 0.5B model: given both ways of a comparison, it still wrote the
     question's own relation with the wrong name ("Casablanca (1942) was released later
     than Parasite (2019)"). A yes/no question of the form "Is A taller than B?" (one
-    name before the word, the other after it) also gets its answer. A second line
-    says the picked entity's other ``facts`` (records by entity): "the capital of the
-    less populous" is one of them, and the 0.5B model, with the capitals two rounds
-    up, had answered the country.
+    name before the word, the other after it) also gets its answer. When the question
+    asks something about the pick ("the capital of the less populous of A and B"), a
+    second line says the question with the pick resolved, then what else is known of
+    it (``facts``, records by entity): with the capitals two rounds up, the 0.5B model
+    had answered the country.
 
     Example:
         >>> rows = [{"entity": e, "attribute": "height", "value": v, "unit": "m"}
@@ -720,12 +807,10 @@ def _picked(
         >>> _picked("Is Short taller than Tall?", rows, years=False)
         '"taller" picks Tall (9 m) over Short (4 m), so the answer is No.'
     """
-    found = _comparative(question, years)
-    if found is None:
+    pick = _pick(question, ordered, years)
+    if pick is None:
         return ""
-    phrase, way, at = found
-    # ``ordered`` runs from the larger value down, or from the earliest year up.
-    chosen = ordered[0] if (way == 1) != years else ordered[-1]
+    phrase, at, chosen = pick
     others = [r for r in ordered if r is not chosen]
     line = f'"{phrase}" picks {_with_value(chosen, years)} over '
     line += ", ".join(_with_value(r, years) for r in others)
@@ -737,14 +822,20 @@ def _picked(
         if len(before) == 1 and len(after) == 1:
             answer = "Yes" if before[0] == chosen["entity"] else "No"
             end = f", so the answer is {answer}."
-    known = [
+    more = []
+    resolved = resolved_question(
+        question, phrase, at, chosen["entity"], [r["entity"] for r in ordered]
+    )
+    if resolved:
+        more.append(f"So the question asks: {resolved}")
+    more += [
         str(f["text"])
         if isinstance(f.get("text"), str)
         else _fact_text(f["entity"], f["attribute"], f.get("value"), f.get("unit") or "")
         for f in (facts or {}).get(chosen["entity"], ())
         if f["attribute"] != chosen["attribute"]
     ]
-    return line + end + ("\n" + " ".join(known) if known else "")
+    return line + end + ("\n" + " ".join(more) if more else "")
 
 
 def _value_text(record: Mapping[str, Any], years: bool) -> str:
@@ -799,6 +890,9 @@ def _only_combines_compared(tasks: Any, results: Mapping[int, Any]) -> bool:
     return len(last) == 1 and len(records) >= 2 and set(last[0].get("deps") or ()) == records
 
 
+_FINAL_LABELS = ("Result of the last step", "Results of the last steps")
+
+
 def final_results(tasks: Any, results: Mapping[int, Any]) -> str:
     """The results of the latest round's last steps: tasks that used earlier results
     and whose own result nothing used. A small model otherwise answers with the first
@@ -818,7 +912,7 @@ def final_results(tasks: Any, results: Mapping[int, Any]) -> str:
     ]
     if not shown:
         return ""
-    label = "Result of the last step" if len(shown) == 1 else "Results of the last steps"
+    label = _FINAL_LABELS[len(shown) > 1]
     return f"{label}: {'; '.join(shown)}"
 
 

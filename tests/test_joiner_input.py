@@ -16,6 +16,7 @@ from llmcompiler_graph.joiner import (
     final_results,
     joiner_input,
     rank_records,
+    unmet_comparison,
 )
 from llmcompiler_graph.testing.scripted import ScriptedChatModel, finish
 from llmcompiler_graph.tools import offline_tools
@@ -218,7 +219,8 @@ def test_the_questions_comparative_word_picks_a_record() -> None:
     # A quality graded by more/less is quoted whole; three or more records are ranked.
     assert rank_records(people, "What is the capital of the least populous of A, B and C?") == (
         "Ranked by population: B 9 people (largest); C 5 people; A 2 people (smallest).\n"
-        '"least populous" picks A (2 people) over B (9 people), C (5 people).'
+        '"least populous" picks A (2 people) over B (9 people), C (5 people).\n'
+        "So the question asks: What is the capital of A?"
     )
     assert rank_records(people[:2], "Which has more people, A or B?").endswith(
         '"more people" picks B (9 people) over A (2 people).'
@@ -233,7 +235,7 @@ def test_the_questions_comparative_word_picks_a_record() -> None:
         '"older" picks Old (1942) over New (2019).'
     )
     assert rank_records(films, "Who directed the most recent of Old and New?").endswith(
-        '"most recent" picks New (2019) over Old (1942).'
+        '"most recent" picks New (2019) over Old (1942).\nSo the question asks: Who directed New?'
     )
     ages = [_record(e, "age", v, "") for e, v in (("Ann", 40), ("Bob", 50))]
     assert rank_records(ages, "Who is older, Ann or Bob?").endswith(
@@ -376,7 +378,81 @@ def test_the_comparison_says_what_else_is_known_of_the_one_it_picks() -> None:
     text = rank_records(rows, "What is the capital of the less populous of Canada and Australia?")
     assert text.endswith(
         '"less populous" picks Australia (27,000,000 people) over Canada '
-        "(40,000,000 people).\nThe capital of Australia is Canberra."
+        "(40,000,000 people).\nSo the question asks: What is the capital of Australia? "
+        "The capital of Australia is Canberra."
     )
     # Nothing picked, nothing added.
     assert "Canberra" not in rank_records(rows, "How many people live in Canada and Australia?")
+
+
+def test_a_pick_whose_asked_fact_was_not_looked_up_asks_for_it_once() -> None:
+    from fakes import StreamModel
+
+    films = ("Jaws", "Parasite", "Casablanca")
+    plans = iter(
+        [
+            # Years to pick by, but not what the question asks of the one picked.
+            "\n".join(
+                f'{i}. lookup(entity="{f}", attribute="release year")'
+                for i, f in enumerate(films, 1)
+            )
+            + "\n4. join()",
+            '5. lookup(entity="Casablanca", attribute="director")\n6. join()',
+        ]
+    )
+    planner_calls, joiner_calls = [], []
+
+    class Model(StreamModel):
+        def _chunks(self, messages: Any) -> Any:
+            if str(messages[0].content).startswith("You are the planner"):
+                planner_calls.append(messages[-1].text)
+            else:
+                joiner_calls.append(messages[-1].text)
+            return super()._chunks(messages)
+
+    model = Model(plan=lambda: [next(plans)], answer=finish("Michael Curtiz"))
+    graph = create_llm_compiler(model, offline_tools()).compile()
+    question = "Who directed the earliest of Jaws, Parasite and Casablanca?"
+    out = graph.invoke({"messages": [HumanMessage(question)]})
+    first, second = out["rounds"]
+    assert first["action"] == "replan"
+    assert first["reason"] == (
+        '"earliest" picks Casablanca; to answer, find out: Who directed Casablanca?'
+    )
+    assert first["reason"] in planner_calls[1]
+    # Decided without the model; the model answers from the director it now has.
+    assert len(joiner_calls) == 1
+    assert joiner_calls[0].endswith(
+        "So the question asks: Who directed Casablanca? Casablanca was directed by Michael Curtiz."
+    )
+    assert second["action"] == "finish" and out["messages"][-1].text == "Michael Curtiz"
+    # Asked once: had the new plan fetched nothing new, the model would answer.
+    years = [r for r in out["results"] if r["value"]["attribute"] == "release year"]
+    years_only = {**out, "results": years}
+    assert unmet_comparison(years_only) == ""
+    assert unmet_comparison({**years_only, "rounds": []}) == first["reason"]
+
+
+@pytest.mark.parametrize(
+    ("question", "resolved"),
+    [
+        ("What is the capital of the less populous of A and B?", "What is the capital of B?"),
+        ("Who directed the most recent of A, B and C, and when?", "Who directed B, and when?"),
+        ("What is the area of the largest among A and B?", "What is the area of B?"),
+        # The pick is the answer itself.
+        ("Which is the less populous of A and B?", ""),
+        ("Who was the most recent of A and B?", ""),
+        # No "the ... of <names>" to resolve.
+        ("Which is less populous, A or B?", ""),
+        ("Which of A and B has the less populous capital?", ""),
+        ("What is the capital of the less populous of them?", ""),
+    ],
+)
+def test_a_pick_resolves_the_question_only_when_something_is_asked_about_it(
+    question: str, resolved: str
+) -> None:
+    from llmcompiler_graph.joiner import resolved_question
+
+    phrase = next(p for p in ("less populous", "most recent", "largest") if p in question)
+    at = question.index(phrase)
+    assert resolved_question(question, phrase, at, "B", ["A", "B", "C"]) == resolved
