@@ -1019,6 +1019,7 @@ def joiner_grammar(
     plain_answer: bool = True,
     answer_form: Literal["name", "yes_no", "number"] | None = None,
     numbers: Collection[str] | None = None,
+    lead_numbers: Collection[str] | None = None,
 ) -> str:
     """A GBNF grammar for the joiner's decision.
 
@@ -1043,6 +1044,11 @@ def joiner_grammar(
             :func:`llmcompiler_graph.joiner.observed_numbers`):
             an answer copies its numbers, it does not work them out or mistype them.
             ``None`` allows any number.
+        lead_numbers: With ``answer_form="number"``, ``plain_answer`` and ``numbers``,
+            the first number of the answer is one of these (those of ``numbers`` that
+            the plan's last step wrote): a how-many answer states what the plan
+            computed, not a fact it was computed from. Empty or ``None``: any of
+            ``numbers``.
 
     Returns:
         The grammar text; its start rule is ``root``.
@@ -1142,8 +1148,18 @@ def joiner_grammar(
         # "How many more people ...?" answered "No": a quantity question's answer
         # states a number, or says plainly that there is none. Words before the number
         # start with a letter, as a number cannot follow a sign ("Finish(-").
+        first = "numbers"
+        lead = sorted(set(lead_numbers or ()) & set(numbers or ()))
+        if lead:
+            # Measured on the 0.5B model: "How many years after Microsoft was Google
+            # founded?" answered "1975 years after ...", a fact, with 23 computed.
+            first = "led"
+            finish += [
+                "led ::= pre? lead ( end | link numbers? )",
+                "lead ::= " + " | ".join(_lit(n) for n in lead),
+            ]
         finish.append(
-            'answer ::= wordchar rest ([ ] text?)? numbers | numbers | "No answer" mark? text?'
+            f'answer ::= wordchar rest ([ ] text?)? {first} | {first} | "No answer" mark? text?'
         )
     elif answer_form == "number" and not plain_answer:
         finish.append(rf'answer ::= [^{excluded}0-9]* [0-9] body? | "No answer" body?')

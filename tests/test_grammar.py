@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -402,6 +403,59 @@ def test_a_how_many_question_is_answered_with_a_number() -> None:
     assert finishes("No", []) and finishes("Unknown", [])
     # A "-" cannot open it: the 0.5B model answered "-" for "-26" (numbers are unsigned).
     assert not finishes("-", read) and not finishes("- 20", read) and not finishes("-20")
+
+
+def test_a_how_many_answer_leads_with_what_the_plan_computed() -> None:
+    from llmcompiler_graph.grammar import gbnf_matches, joiner_grammar
+
+    read = ["1975", "1998", "23"]
+
+    def finishes(answer: str, lead: list[str] | None) -> bool:
+        grammar = joiner_grammar(answer_form="number", numbers=read, lead_numbers=lead)
+        return gbnf_matches(grammar, f"Thought: t.\nAction: Finish({answer})")
+
+    for answer in ("23", "23 years", "About 23 years.", "(23)", "23 years: 1975 to 1998"):
+        assert finishes(answer, ["23"]), answer
+    for answer in ("1975 years after Google", "1998", "Google, 1998 to 1975"):
+        assert not finishes(answer, ["23"]) and finishes(answer, None), answer
+    # Saying there is none stays possible; a lead number nobody read constrains nothing.
+    assert finishes("No answer", ["23"]) and finishes("1998", ["42"]) and finishes("1998", [])
+    # Only a how-many answer is led.
+    name = joiner_grammar(answer_form="name", numbers=read, lead_numbers=["23"])
+    assert gbnf_matches(name, "Thought: t.\nAction: Finish(Google, 1998)")
+
+
+def test_the_joiner_reads_its_lead_numbers_from_the_last_steps_result() -> None:
+    from fakes import StreamModel
+    from langchain_core.messages import HumanMessage
+
+    from llmcompiler_graph import create_llm_compiler
+    from llmcompiler_graph.grammar import gbnf_matches
+    from llmcompiler_graph.testing.scripted import finish
+    from llmcompiler_graph.tools import offline_tools
+
+    grammars: list[str] = []
+
+    class Recording(StreamModel):
+        async def _astream(self, messages: Any, *args: Any, **kwargs: Any) -> Any:
+            if not str(messages[0].content).startswith("You are the planner"):
+                grammars.append(kwargs["extra_body"]["grammar"])
+            async for chunk in super()._astream(messages, *args, **kwargs):
+                yield chunk
+
+    plan = (
+        '1. lookup(entity="Microsoft", attribute="founded")\n'
+        '2. lookup(entity="Google", attribute="founded")\n'
+        '3. math(problem="c2 - c1", context=[$1, $2])\n4. join()<END_OF_PLAN>'
+    )
+    model = Recording(plan=lambda: [plan], answer=finish("23 years"))
+    graph = create_llm_compiler(model, offline_tools(), grammar="llama.cpp").compile()
+    question = "How many years after Microsoft was Google founded?"
+    out = asyncio.run(graph.ainvoke({"messages": [HumanMessage(question)]}))
+    assert out["messages"][-1].text == "23 years"
+    (grammar,) = grammars
+    assert gbnf_matches(grammar, "Thought: t.\nAction: Finish(23 years)")
+    assert not gbnf_matches(grammar, "Thought: t.\nAction: Finish(1975 years after Google)")
 
 
 def test_the_joiner_grammar_lets_an_answer_write_only_numbers_it_read() -> None:
