@@ -722,6 +722,10 @@ def unmet_comparison(state: Mapping[str, Any]) -> str:
         known = (f for f in facts if f["entity"] == chosen.get("entity"))
         if not resolved or any(f["attribute"] != chosen["attribute"] for f in known):
             return ""
+        # "What is the population of the largest of A and B?" asks the compared fact.
+        asked = set(_WORD.findall(resolved.lower()))
+        if asked & {w for w in _WORD.findall(chosen["attribute"].lower()) if len(w) > 2}:
+            return ""
         reason = f'"{phrase}" picks {chosen["entity"]}; to answer, find out: {resolved}'
     else:
         phrase = found[0]

@@ -431,6 +431,9 @@ def test_a_pick_whose_asked_fact_was_not_looked_up_asks_for_it_once() -> None:
     years_only = {**out, "results": years}
     assert unmet_comparison(years_only) == ""
     assert unmet_comparison({**years_only, "rounds": []}) == first["reason"]
+    # Nothing to find out when the question asks for the number compared.
+    asks_year = "What is the release year of the earliest of Jaws, Parasite and Casablanca?"
+    assert unmet_comparison({**years_only, "messages": [HumanMessage(asks_year)]}) == ""
 
 
 @pytest.mark.parametrize(
