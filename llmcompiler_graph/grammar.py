@@ -272,34 +272,6 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def _admits(t: _Type, value: Any) -> bool:
-    """Whether scalar ``value`` is a literal of type ``t`` (for schema defaults)."""
-    kind = t[0]
-    if kind == "any":
-        return True
-    if kind == "union":
-        return any(_admits(m, value) for m in t[1])
-    if kind == "enum":
-        return any(_same(value, v) for v in t[1])
-    if kind == "null":
-        return value is None
-    if kind == "bool":
-        return isinstance(value, bool)
-    if kind == "str":
-        return isinstance(value, str)
-    if kind in ("int", "num"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return False
-        if kind == "num":
-            return not (t[1] and value < 0)
-        return (
-            isinstance(value, int)
-            and (t[1] is None or value >= t[1])
-            and (t[2] is None or value <= t[2])
-        )
-    return False
-
-
 class _SchemaReader:
     """Reads JSON schemas (pydantic's or hand-written) into :data:`_Type` trees.
 
@@ -340,14 +312,11 @@ class _SchemaReader:
             rest = {k: v for k, v in schema.items() if k != "allOf"}
             inner = allof[0] if isinstance(allof[0], Mapping) else {}
             return self.read({**rest, **inner}, depth + 1, refs)
-        t = self._read(schema, depth, refs)
-        default = schema.get("default", ...)
-        if default is None and not _admits(t, None):
-            # pydantic's `x: int = None`: passing the default must stay possible. Any other
-            # off-type default ("false" on a boolean, "all" on an array) documents the
-            # default rather than being a value to pass, so the type alone decides.
-            t = _union([t, ("enum", (None,))])
-        return t
+        # The type alone decides, whatever the default: an off-type default ("false" on
+        # a boolean, "all" on an array, pydantic's `n: int = None`) is not a value the
+        # tool accepts (pydantic rejects an explicit n=None); leaving the argument out
+        # is how a plan gets the default.
+        return self._read(schema, depth, refs)
 
     def _read(self, schema: Mapping[str, Any], depth: int, refs: tuple[str, ...]) -> _Type:
         if "const" in schema:
@@ -1155,8 +1124,11 @@ def joiner_grammar(
             # founded?" answered "1975 years after ...", a fact, with 23 computed.
             first = "led"
             finish += [
-                "led ::= pre? lead ( end | link numbers? )",
+                "led ::= pre? lead ( end | link more? )",
                 "lead ::= " + " | ".join(_lit(n) for n in lead),
+                # The rest of numbers: one fewer, the lead counts.
+                f"more ::= (pre? number link){{0,{MAX_ANSWER_NUMBERS - 2}}} pre? number end"
+                f" | (pre? number link){{1,{MAX_ANSWER_NUMBERS - 1}}}",
             ]
         finish.append(
             f'answer ::= wordchar rest ([ ] text?)? {first} | {first} | "No answer" mark? text?'

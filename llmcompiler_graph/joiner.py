@@ -281,16 +281,23 @@ class Joiner:
             HumanMessage(text),
         ]
 
-    def _bound_model(self, question: str, joiner_text: str) -> LanguageModelLike:
+    def _bound_model(self, state: LLMCompilerState, joiner_text: str) -> LanguageModelLike:
         if not self.grammar or not isinstance(self.model, BaseChatModel):
             return self.model
         from llmcompiler_graph.grammar import grammar_request_kwargs, joiner_grammar
 
-        last = [line for line in joiner_text.splitlines() if line.startswith(_FINAL_LABELS)]
+        question = last_question(state["messages"])
+        lead: list[str] = []
+        # Led by the last step only when the joiner read it, and when no name in the
+        # question writes a number of its own ("Taipei 101 is 320 metres shorter").
+        shown = any(line.startswith(_FINAL_LABELS) for line in joiner_text.splitlines())
+        if shown and not _NUMBER_WRITTEN.search(question):
+            results = {r["idx"]: r for r in state.get("results") or []}
+            lead = observed_numbers("\n".join(_final_texts(state.get("tasks"), results)))
         grammar = joiner_grammar(
             answer_form=answer_form(question),
             numbers=observed_numbers(joiner_text),
-            lead_numbers=observed_numbers("\n".join(last)),
+            lead_numbers=lead,
         )
         return self.model.bind(**grammar_request_kwargs(grammar, self.grammar))
 
@@ -335,7 +342,9 @@ class Joiner:
             "answer_id": answer_id,
         }
         if decision.action == "replan" and not must_finish:
-            record["reason"] = decision.content
+            # A reason decided in code is kept verbatim: unmet_comparison finds it there
+            # (parsing would cut it at a stray ")" from the question).
+            record["reason"] = unmet or decision.content
             if rounds:
                 rounds[-1] = {**rounds[-1], **record}
             return {"rounds": rounds, "replans": replans + 1, "phase": "replan"}
@@ -366,7 +375,7 @@ class Joiner:
         limit cut it short. The answer streams out as it is written (see
         :class:`_AnswerRelay`)."""
         messages = self.messages(state, must_finish=must_finish)
-        model = self._bound_model(last_question(state["messages"]), messages[-1].text)
+        model = self._bound_model(state, messages[-1].text)
         # The raw reply (thought and action) stays out of the ``messages`` stream:
         # a chat UI shows the answer alone. Filter for the tag to see it all.
         raw_config = merge_configs(config, {"tags": [JOINER_TAG, TAG_NOSTREAM]})
@@ -443,8 +452,8 @@ def joiner_input(
     The comparison is left out when the last step's result answers a question that
     picks nothing: it asks neither for a name nor for Yes or No, nor about the one a
     comparison picks ("the capital of the less populous of A and B"). The last step's
-    result is left out when the question picks and asks for no number, and that step
-    only combined all the facts compared."""
+    result is left out when the question asks for a name or Yes/No and for no number,
+    and that step only combined all the facts compared."""
     parts = []
     for rnd in rounds:
         round_tasks = [t for t in tasks if t["round"] == rnd["round"]]
@@ -454,10 +463,11 @@ def joiner_input(
             parts.append(f"You asked for a new plan because: {rnd.get('reason', '')}")
     final = final_results(tasks, results)
     form = answer_form(question)
-    # "The capital of the less populous of A and B" picks, like a which-question.
-    resolved = resolve_pick(question, [r for r in map(_record_of, results.values()) if r])[0]
-    picks = form in ("name", "yes_no") or bool(resolved)
-    if picks and not _ASKS_FOR_NUMBER.search(question) and _only_combines_compared(tasks, results):
+    if (
+        form in ("name", "yes_no")
+        and not _ASKS_FOR_NUMBER.search(question)
+        and _only_combines_compared(tasks, results)
+    ):
         # The question asks for a name or Yes/No and no number, and the last step only
         # combined the facts that are compared below: beside the point. Shown, the 0.5B
         # model answered "Which has more people, Canada or Australia?" with "Canada,
@@ -471,6 +481,10 @@ def joiner_input(
     # The comparison helps choose a name or Yes/No. When the answer is a number that the
     # last step computed (a sum, an average), its "by GAP" competed with that result:
     # the 0.5B model answered the gap for 3 sums and averages of 34 offline-qa questions.
+    # "The capital of the less populous of A and B" picks, as a which-question does.
+    picks = form in ("name", "yes_no") or bool(
+        resolve_pick(question, [r for r in map(_record_of, results.values()) if r])[0]
+    )
     if not final or picks:
         ranking = rank_records(results.values(), question)
         if ranking:
@@ -722,9 +736,7 @@ def unmet_comparison(state: Mapping[str, Any]) -> str:
         known = (f for f in facts if f["entity"] == chosen.get("entity"))
         if not resolved or any(f["attribute"] != chosen["attribute"] for f in known):
             return ""
-        # "What is the population of the largest of A and B?" asks the compared fact.
-        asked = set(_WORD.findall(resolved.lower()))
-        if asked & {w for w in _WORD.findall(chosen["attribute"].lower()) if len(w) > 2}:
+        if _asks_compared(resolved, chosen) or _told_elsewhere(state, chosen["entity"]):
             return ""
         reason = f'"{phrase}" picks {chosen["entity"]}; to answer, find out: {resolved}'
     else:
@@ -739,6 +751,37 @@ def unmet_comparison(state: Mapping[str, Any]) -> str:
     return reason
 
 
+# A question about a year, in other words than the attribute's ("When did ... come
+# out?", "In which year did ... start?").
+_ASKS_WHEN = re.compile(r"\b(when|years?|date|how long ago)\b", re.I)
+
+
+def _stems(text: str) -> set[str]:
+    return {w[:5] for w in _WORD.findall(text.lower()) if len(w) > 3}
+
+
+def _asks_compared(resolved: str, chosen: Mapping[str, Any]) -> bool:
+    """Whether the resolved question asks for the very number compared ("What is the
+    population of Canada?", "When was Microsoft founded?"). A who-question asks for a
+    person, never for a number."""
+    if resolved.lower().startswith("who"):
+        return False
+    if chosen.get("unit") == "year" and _ASKS_WHEN.search(resolved):
+        return True
+    return bool(_stems(resolved) & _stems(str(chosen["attribute"])))
+
+
+def _told_elsewhere(state: Mapping[str, Any], entity: str) -> bool:
+    """Whether a result that is not a lookup record (a search's text) names ``entity``:
+    it may hold what the question asks, and the model reads it before any new plan."""
+    return any(
+        result.get("ok", True)
+        and _record_of(result) is None
+        and _named_at(observation_text(result), entity) >= 0
+        for result in state.get("results") or ()
+    )
+
+
 def _pick(
     question: str, ordered: Sequence[Mapping[str, Any]], years: bool
 ) -> tuple[str, int, Mapping[str, Any]] | None:
@@ -751,14 +794,24 @@ def _pick(
     return phrase, at, ordered[0] if (way == 1) != years else ordered[-1]
 
 
-# The word before "the <pick> of ..." when the pick is itself the answer ("Which is the
-# largest of A and B?"), not something asked about ("the capital of the largest ...").
-_PICK_IS_ANSWER = re.compile(r"(is|was|are|were|which|what|who)\Z", re.I)
+# What makes "the <pick> of ..." something asked about rather than the answer: a
+# preposition before it ("the capital of the less populous of A and B"), or a verb
+# right after "Who" ("Who directed the earliest of ..."). Not "Which is the largest
+# of ...", "Name the oldest ...", "What's the ...", nor "the name of the tallest ...".
+_ABOUT = re.compile(r"(of|in|for|from|to|by|with|about|at|on)\Z", re.I)
+_COPULAS = frozenset(["is", "was", "are", "were", "s", "be", "been"])
+_QUOTES = "\"'\u2018\u2019\u201c\u201d"
+# Between two names of a list: commas, quotes, "and"/"or" ("A, B, and C").
+_LIST_GLUE = re.compile(rf"[\s,{_QUOTES}]*(?:(?:and|or)\b[\s{_QUOTES}]*)?", re.I)
+# After the list's last name: closing quotes, then the end of the question or of its
+# clause ("?", ", and when?"), not more of a name ("Amazon.com", "Apple Inc.").
+_LIST_END = re.compile(rf"[{_QUOTES})]*(?=[?!.;,:](?:\s|$)|\s+(?:and|or|but)\b|\s*$)", re.I)
 
 
 def resolved_question(question: str, phrase: str, at: int, chosen: str, names: Any) -> str:
     """``question`` with its pick, "the <phrase> of <names>", replaced by the ``chosen``
-    entity, or ``""`` when the question has no such pick or the pick is its answer.
+    entity, or ``""`` when the question has no such pick, the pick is its answer, or
+    the list after it is not exactly ``names`` (an alias, a longer name).
 
     Example:
         >>> q = "What is the capital of the less populous of Canada and Australia?"
@@ -772,20 +825,30 @@ def resolved_question(question: str, phrase: str, at: int, chosen: str, names: A
     start = at - len("the ")
     if start < 0 or question[start:at].lower() != "the ":
         return ""
-    before = _WORD.findall(question[:start])
-    if not before or _PICK_IS_ANSWER.match(before[-1]):
+    before = [w.lower() for w in _WORD.findall(question[:start])]
+    about = bool(before) and _ABOUT.match(before[-1]) is not None and before[-2:] != ["name", "of"]
+    who_did = len(before) == 2 and before[0] == "who" and before[1] not in _COPULAS
+    if not (about or who_did):
         return ""
-    rest = question[at + len(phrase) :]
-    if not re.match(r"\s+(of|among|between)\s", rest):
+    opener = re.compile(r"\s+(of|among|between)\s+", re.I).match(question, at + len(phrase))
+    wanted = {str(n).lower() for n in names}
+    if opener is None or not wanted:
         return ""
-    ends = [
-        at + len(phrase) + m.end()
-        for name in names
-        if (m := re.search(rf"\b{re.escape(name)}\b", rest, re.I)) is not None
-    ]
-    if not ends:
+    # Longest first, so that "South Sudan" is not read as "Sudan".
+    alternation = "|".join(re.escape(n) for n in sorted(wanted, key=len, reverse=True))
+    name = re.compile(rf"(?:the\s+)?\b({alternation})\b", re.I)
+    pos, found = opener.end(), set()
+    while True:
+        glue = _LIST_GLUE.match(question, pos)  # matches, if only the empty string
+        m = name.match(question, glue.end() if glue else pos)
+        if m is None:
+            break
+        found.add(m.group(1).lower())
+        pos = m.end()
+    end = _LIST_END.match(question, pos)
+    if found != wanted or end is None:
         return ""
-    return question[:start] + chosen + question[max(ends) :]
+    return question[:start] + chosen + question[end.end() :]
 
 
 def _picked(
@@ -908,16 +971,21 @@ def final_results(tasks: Any, results: Mapping[int, Any]) -> str:
         >>> final_results(tasks, {2: {"ok": True, "value": 2.5, "content": "2.5"}})
         'Result of the last step: 2.5'
     """
-    last = _last_steps(tasks)
-    shown = [
-        truncate(observation_text(_as_gap(t, results)), 200)
-        for t in last
-        if t["idx"] in results and results[t["idx"]].get("ok", True)
-    ]
+    shown = [truncate(text, 200) for text in _final_texts(tasks, results)]
     if not shown:
         return ""
     label = _FINAL_LABELS[len(shown) > 1]
     return f"{label}: {'; '.join(shown)}"
+
+
+def _final_texts(tasks: Any, results: Mapping[int, Any]) -> list[str]:
+    """What the latest round's last steps returned, each as the joiner reads it (before
+    it is cut to length)."""
+    return [
+        observation_text(_as_gap(t, results))
+        for t in _last_steps(tasks)
+        if t["idx"] in results and results[t["idx"]].get("ok", True)
+    ]
 
 
 _YES_NO_QUESTION = re.compile(

@@ -458,6 +458,48 @@ def test_the_joiner_reads_its_lead_numbers_from_the_last_steps_result() -> None:
     assert not gbnf_matches(grammar, "Thought: t.\nAction: Finish(1975 years after Google)")
 
 
+def test_the_lead_numbers_come_from_the_whole_result_and_not_from_the_questions_names() -> None:
+    from fakes import StreamModel
+    from langchain_core.messages import HumanMessage
+    from langchain_core.tools import tool
+
+    from llmcompiler_graph import create_llm_compiler
+    from llmcompiler_graph.grammar import gbnf_matches
+    from llmcompiler_graph.testing.scripted import finish
+
+    @tool
+    def facts(topic: str) -> str:
+        """Facts about a topic."""
+        return "1"
+
+    @tool
+    def report(context: list[str]) -> str:
+        """A long report; its figure comes late."""
+        return "Figures: 2.5 and 12. " + "Filler text. " * 20 + "It has 95 moons."
+
+    grammars: list[str] = []
+
+    class Recording(StreamModel):
+        async def _astream(self, messages: Any, *args: Any, **kwargs: Any) -> Any:
+            if not str(messages[0].content).startswith("You are the planner"):
+                grammars.append(kwargs["extra_body"]["grammar"])
+            async for chunk in super()._astream(messages, *args, **kwargs):
+                yield chunk
+
+    plan = '1. facts("Saturn")\n2. report(context=[$1])\n3. join()<END_OF_PLAN>'
+    model = Recording(plan=lambda: [plan], answer=finish("95 moons"))
+    graph = create_llm_compiler(model, [facts, report], grammar="llama.cpp").compile()
+    for question in ("How many moons has Saturn?", "How many moons has Saturn 5?"):
+        asyncio.run(graph.ainvoke({"messages": [HumanMessage(question)]}))
+    whole, named = grammars
+    # The joiner reads the result cut at 200 characters; its lead is the whole result.
+    assert gbnf_matches(whole, "Thought: t.\nAction: Finish(95 moons)")
+    assert gbnf_matches(whole, "Thought: t.\nAction: Finish(2.5)")
+    assert not gbnf_matches(whole, "Thought: t.\nAction: Finish(1 moon)")
+    # A number in the question's own words: no lead ("Saturn 5 has 1 ...").
+    assert "led ::=" in whole and "led ::=" not in named
+
+
 def test_the_joiner_grammar_lets_an_answer_write_only_numbers_it_read() -> None:
     from llmcompiler_graph.grammar import gbnf_matches, joiner_grammar
 

@@ -134,7 +134,7 @@ def test_argument_types_from_pydantic_and_json_schemas() -> None:
                      ("label", ("union", (("str", 0, None), ("null",))), False)))  # fmt: skip
     assert tool_argument_types(plot) == [
         ("points", ("list", point, 0, None), True),  # through $defs/$ref
-        ("title", ("union", (("str", 0, None), ("enum", (None,)))), False),  # default None
+        ("title", ("str", 0, None), False),  # default None: pydantic rejects title=None
         ("sizes", ("union", (("dict", ("int", None, None)), ("null",))), False),
         ("mode", ("enum", (1, 2, 3.5, True, None)), False),
     ]
@@ -149,9 +149,9 @@ def test_argument_types_from_pydantic_and_json_schemas() -> None:
     ]
 
 
-def test_only_a_null_default_widens_the_type() -> None:
-    # BFCL writes "default": "false" on booleans and "all" on arrays: documentation of
-    # the default, not a value the tool accepts, so the typed literal is the only way in.
+def test_a_default_does_not_widen_the_type() -> None:
+    # BFCL writes "default": "false" on booleans and "all" on arrays, and pydantic's
+    # `n: int = None` rejects an explicit None: none of them is a value the tool takes.
     t = _json_tool(
         "brief",
         {
@@ -166,12 +166,13 @@ def test_only_a_null_default_widens_the_type() -> None:
         ("title", ("str", 0, None), True),
         ("extra", ("bool",), False),
         ("fields", ("list", ("str", 0, None), 0, None), False),
-        ("limit", ("union", (("int", None, None), ("enum", (None,)))), False),
+        ("limit", ("int", None, None), False),
     ]
     g = plan_grammar([t], max_tasks=2)
-    assert gbnf_matches(g, _plan('brief("Interstellar", extra=False, limit=None)'))
-    assert not gbnf_matches(g, _plan('brief("Interstellar", extra="false")'))
-    assert not gbnf_matches(g, _plan('brief("Interstellar", fields="all")'))
+    assert gbnf_matches(g, _plan('brief("Interstellar", extra=False, limit=3)'))
+    for bad in ('extra="false"', 'fields="all"', "limit=None"):
+        assert not gbnf_matches(g, _plan(f'brief("Interstellar", {bad})')), bad
+    assert not gbnf_matches(plan_grammar([plot], max_tasks=2), _plan("plot([], title=None)"))
 
 
 @pytest.mark.parametrize(
@@ -252,10 +253,10 @@ def test_recursive_and_nested_refs_stay_finite() -> None:
         'plot(points=[{"label": "a", "y": 1, "x": 2}])',  # few keys: any order
         "plot(mode=2, points=[])",
         'plot(points=[{"x": 1, "label": "a", "y": 2}])',
-        'plot(points=[$1], title=None, sizes={"a": 1, "b": $1}, mode=3.5)',
+        'plot(points=[$1], title="$1", sizes={"a": 1, "b": $1}, mode=3.5)',
         "plot(points=[], title='t', sizes=None, mode=None)",
         "plot(points=[], mode=True)",
-        "plot([], None, {}, 2)",
+        "plot([], 't', {}, 2)",
         'book_hotel(hotel="Ritz", guests={"adults": 2}, nights=3)',
         'book_hotel(hotel="Ritz", guests={"adults": 2, "children": 1}, nights=3,'
         ' extras=["spa", "breakfast"], budget=99.5, span=["a", "b"], notes={"x": [1]},'
@@ -294,6 +295,7 @@ def test_typed_calls_accepted(grammar: str, call: str) -> None:
         ('weather(city="Paris", days=2.5)', "float for an int"),
         ('weather(city="Paris", days="3")', "string for an int"),
         ("plot(points=[{'x': 1}])", "required key missing"),
+        ("plot([], None)", "None for a str whose default is None"),
         ('book_hotel(nights=3, hotel="Ritz", guests={"adults": 1})', "required out of order"),
         ('book_hotel(hotel="R", budget=1, guests={"adults": 1}, nights=1)', "8 params: no mixing"),
         ("plot(points=[{'x': 1, 'y': 2, 'z': 3}])", "unknown key"),

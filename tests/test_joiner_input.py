@@ -439,16 +439,23 @@ def test_a_pick_whose_asked_fact_was_not_looked_up_asks_for_it_once() -> None:
 @pytest.mark.parametrize(
     ("question", "resolved"),
     [
-        ("What is the capital of the less populous of A and B?", "What is the capital of B?"),
-        ("Who directed the most recent of A, B and C, and when?", "Who directed B, and when?"),
-        ("What is the area of the largest among A and B?", "What is the area of B?"),
+        ("What is the capital of the less populous of A and C?", "What is the capital of B?"),
+        ("Who directed the most recent of A, and C, and when?", "Who directed B, and when?"),
+        ("What is the area of the largest among C and the A?", "What is the area of B?"),
+        ('Who directed the earliest of "A" and "C"?', "Who directed B?"),
         # The pick is the answer itself.
-        ("Which is the less populous of A and B?", ""),
-        ("Who was the most recent of A and B?", ""),
-        # No "the ... of <names>" to resolve.
-        ("Which is less populous, A or B?", ""),
-        ("Which of A and B has the less populous capital?", ""),
+        ("Which is the less populous of A and C?", ""),
+        ("Who was the most recent of A and C?", ""),
+        ("Name the largest of A and C.", ""),
+        ("What's the largest of A and C?", ""),
+        ("What is the name of the largest of A and C?", ""),
+        # No "the ... of <names>" to resolve, or a list that is not exactly the names.
+        ("Which is less populous, A or C?", ""),
+        ("Which of A and C has the less populous capital?", ""),
         ("What is the capital of the less populous of them?", ""),
+        ("What is the capital of the less populous of A and D?", ""),
+        ("What is the capital of the less populous of A and C.com?", ""),
+        ("What is the capital of the less populous of A and C Inc.?", ""),
     ],
 )
 def test_a_pick_resolves_the_question_only_when_something_is_asked_about_it(
@@ -456,6 +463,92 @@ def test_a_pick_resolves_the_question_only_when_something_is_asked_about_it(
 ) -> None:
     from llmcompiler_graph.joiner import resolved_question
 
-    phrase = next(p for p in ("less populous", "most recent", "largest") if p in question)
+    phrases = ("less populous", "most recent", "largest", "earliest")
+    phrase = next(p for p in phrases if p in question)
     at = question.index(phrase)
-    assert resolved_question(question, phrase, at, "B", ["A", "B", "C"]) == resolved
+    assert resolved_question(question, phrase, at, "B", ["A", "C"]) == resolved
+
+
+def test_a_pick_resolves_against_the_longest_name() -> None:
+    from llmcompiler_graph.joiner import resolved_question
+
+    q = "What is the capital of the larger of South Sudan and Sudan?"
+    names = ["Sudan", "South Sudan"]
+    assert resolved_question(q, "larger", q.index("larger"), "Sudan", names) == (
+        "What is the capital of Sudan?"
+    )
+
+
+def _films(*extra: dict) -> list[dict]:
+    years = [_record(f, "release year", y, "year") for f, y in (("Jaws", 1975), ("Casa", 1942))]
+    return [*years, *extra]
+
+
+@pytest.mark.parametrize(
+    ("question", "replans"),
+    [
+        ("Who directed the earliest of Jaws and Casa?", True),
+        ("Who founded the earliest of Jaws and Casa?", True),  # a person, not the year
+        # The compared year, asked in other words.
+        ("When did the earliest of Jaws and Casa come out?", False),
+        ("What is the release date of the earliest of Jaws and Casa?", False),
+        ("In which year did the earliest of Jaws and Casa come out?", False),
+    ],
+)
+def test_a_pick_asks_for_a_new_plan_only_for_what_was_not_compared(
+    question: str, replans: bool
+) -> None:
+    state = {"messages": [HumanMessage(question)], "results": _films()}
+    assert bool(unmet_comparison(state)) is replans
+
+
+def test_a_pick_told_by_another_tool_is_left_to_the_model() -> None:
+    said = "Casa was directed by M. Curtiz."
+    found = {"ok": True, "value": said, "content": said}
+    question = "Who directed the earliest of Jaws and Casa?"
+    state = {"messages": [HumanMessage(question)], "results": _films(found)}
+    assert unmet_comparison(state) == ""
+    said = "Jaws was directed by S. Spielberg."
+    unrelated = {**found, "value": said, "content": said}
+    assert unmet_comparison({**state, "results": _films(unrelated)})
+
+
+def test_a_reason_decided_in_code_is_kept_verbatim_and_said_once() -> None:
+    from fakes import StreamModel
+
+    # A stray ")" in the question: parsed as a reply, the reason would be cut there and
+    # never match again, and the same new plan would be asked for every round.
+    question = "What is the capital :) of the less populous of Canada and Australia?"
+    plan = (
+        '1. lookup(entity="Canada", attribute="population")\n'
+        '2. lookup(entity="Australia", attribute="population")\n3. join()'
+    )
+    model = StreamModel(plan=lambda: [plan], answer=finish("Canberra"))
+    graph = create_llm_compiler(model, offline_tools(), max_replans=3).compile()
+    out = graph.invoke({"messages": [HumanMessage(question)]})
+    first, second = out["rounds"]
+    assert first["reason"].endswith("find out: What is the capital :) of Australia?")
+    assert second["action"] == "finish"
+
+
+def test_a_computed_answer_about_a_pick_stays_in_view() -> None:
+    tasks = [
+        {"idx": 1, "tool": "lookup", "args": {}, "deps": [], "round": 0},
+        {"idx": 2, "tool": "lookup", "args": {}, "deps": [], "round": 0},
+        {
+            "idx": 3,
+            "tool": "math",
+            "args": {"problem": "2*max(c1, c2)"},
+            "deps": [1, 2],
+            "round": 0,
+        },
+    ]
+    results = {
+        1: _record("Canada", "population", 40_000_000, "people"),
+        2: _record("Australia", "population", 27_000_000, "people"),
+        3: {"ok": True, "value": 80_000_000, "content": "80000000"},
+    }
+    question = "What is twice the population of the larger of Canada and Australia?"
+    text = joiner_input(tasks, results, [{"round": 0}], question, max_chars=None)
+    assert "Result of the last step: 80,000,000" in text
+    assert "So the question asks: What is twice the population of Canada?" in text
