@@ -425,14 +425,13 @@ def test_a_how_many_answer_leads_with_what_the_plan_computed() -> None:
     assert gbnf_matches(name, "Thought: t.\nAction: Finish(Google, 1998)")
 
 
-def test_the_joiner_reads_its_lead_numbers_from_the_last_steps_result() -> None:
+def _joiner_grammars(tools: list[Any], plan: str, answer: str, *questions: str) -> list[str]:
+    """The grammar the joiner decoded under, per question, on a fake model."""
     from fakes import StreamModel
     from langchain_core.messages import HumanMessage
 
     from llmcompiler_graph import create_llm_compiler
-    from llmcompiler_graph.grammar import gbnf_matches
     from llmcompiler_graph.testing.scripted import finish
-    from llmcompiler_graph.tools import offline_tools
 
     grammars: list[str] = []
 
@@ -443,29 +442,33 @@ def test_the_joiner_reads_its_lead_numbers_from_the_last_steps_result() -> None:
             async for chunk in super()._astream(messages, *args, **kwargs):
                 yield chunk
 
+    model = Recording(plan=lambda: [plan], answer=finish(answer))
+    graph = create_llm_compiler(model, tools, grammar="llama.cpp").compile()
+    for question in questions:
+        out = asyncio.run(graph.ainvoke({"messages": [HumanMessage(question)]}))
+        assert out["messages"][-1].text == answer
+    return grammars
+
+
+def test_the_joiner_reads_its_lead_numbers_from_the_last_steps_result() -> None:
+    from llmcompiler_graph.grammar import gbnf_matches
+    from llmcompiler_graph.tools import offline_tools
+
     plan = (
         '1. lookup(entity="Microsoft", attribute="founded")\n'
         '2. lookup(entity="Google", attribute="founded")\n'
         '3. math(problem="c2 - c1", context=[$1, $2])\n4. join()<END_OF_PLAN>'
     )
-    model = Recording(plan=lambda: [plan], answer=finish("23 years"))
-    graph = create_llm_compiler(model, offline_tools(), grammar="llama.cpp").compile()
     question = "How many years after Microsoft was Google founded?"
-    out = asyncio.run(graph.ainvoke({"messages": [HumanMessage(question)]}))
-    assert out["messages"][-1].text == "23 years"
-    (grammar,) = grammars
+    (grammar,) = _joiner_grammars(offline_tools(), plan, "23 years", question)
     assert gbnf_matches(grammar, "Thought: t.\nAction: Finish(23 years)")
     assert not gbnf_matches(grammar, "Thought: t.\nAction: Finish(1975 years after Google)")
 
 
 def test_the_lead_numbers_come_from_the_whole_result_and_not_from_the_questions_names() -> None:
-    from fakes import StreamModel
-    from langchain_core.messages import HumanMessage
     from langchain_core.tools import tool
 
-    from llmcompiler_graph import create_llm_compiler
     from llmcompiler_graph.grammar import gbnf_matches
-    from llmcompiler_graph.testing.scripted import finish
 
     @tool
     def facts(topic: str) -> str:
@@ -477,21 +480,9 @@ def test_the_lead_numbers_come_from_the_whole_result_and_not_from_the_questions_
         """A long report; its figure comes late."""
         return "Figures: 2.5 and 12. " + "Filler text. " * 20 + "It has 95 moons."
 
-    grammars: list[str] = []
-
-    class Recording(StreamModel):
-        async def _astream(self, messages: Any, *args: Any, **kwargs: Any) -> Any:
-            if not str(messages[0].content).startswith("You are the planner"):
-                grammars.append(kwargs["extra_body"]["grammar"])
-            async for chunk in super()._astream(messages, *args, **kwargs):
-                yield chunk
-
     plan = '1. facts("Saturn")\n2. report(context=[$1])\n3. join()<END_OF_PLAN>'
-    model = Recording(plan=lambda: [plan], answer=finish("95 moons"))
-    graph = create_llm_compiler(model, [facts, report], grammar="llama.cpp").compile()
-    for question in ("How many moons has Saturn?", "How many moons has Saturn 5?"):
-        asyncio.run(graph.ainvoke({"messages": [HumanMessage(question)]}))
-    whole, named = grammars
+    questions = ("How many moons has Saturn?", "How many moons has Saturn 5?")
+    whole, named = _joiner_grammars([facts, report], plan, "95 moons", *questions)
     # The joiner reads the result cut at 200 characters; its lead is the whole result.
     assert gbnf_matches(whole, "Thought: t.\nAction: Finish(95 moons)")
     assert gbnf_matches(whole, "Thought: t.\nAction: Finish(2.5)")
