@@ -989,6 +989,7 @@ def joiner_grammar(
     answer_form: Literal["name", "yes_no", "number"] | None = None,
     numbers: Collection[str] | None = None,
     lead_numbers: Collection[str] | None = None,
+    named_numbers: Collection[str] | None = None,
 ) -> str:
     """A GBNF grammar for the joiner's decision.
 
@@ -1018,6 +1019,8 @@ def joiner_grammar(
             the plan's last step wrote): a how-many answer states what the plan
             computed, not a fact it was computed from. Empty or ``None``: any of
             ``numbers``.
+        named_numbers: Numbers the question writes itself (in names such as "Taipei
+            101"): one of them may come before the lead number.
 
     Returns:
         The grammar text; its start rule is ``root``.
@@ -1123,8 +1126,14 @@ def joiner_grammar(
             # Measured on the 0.5B model: "How many years after Microsoft was Google
             # founded?" answered "1975 years after ...", a fact, with 23 computed.
             first = "led"
+            named = sorted(set(named_numbers or ()) & set(numbers or ()) - set(lead))
+            before = ""
+            if named:
+                # "Taipei 101 is 320 metres shorter": a name's number, then the lead.
+                before = "(pre? named link)? "
+                finish.append("named ::= " + " | ".join(_lit(n) for n in named))
             finish += [
-                "led ::= pre? lead ( end | link more? )",
+                f"led ::= {before}pre? lead ( end | link more? )",
                 "lead ::= " + " | ".join(_lit(n) for n in lead),
                 # The rest of numbers: one fewer, the lead counts.
                 f"more ::= (pre? number link){{0,{MAX_ANSWER_NUMBERS - 2}}} pre? number end"

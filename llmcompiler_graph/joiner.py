@@ -288,16 +288,15 @@ class Joiner:
 
         question = last_question(state["messages"])
         lead: list[str] = []
-        # Led by the last step only when the joiner read it, and when no name in the
-        # question writes a number of its own ("Taipei 101 is 320 metres shorter").
-        shown = any(line.startswith(_FINAL_LABELS) for line in joiner_text.splitlines())
-        if shown and not _NUMBER_WRITTEN.search(question):
+        # Led by the last step only when the joiner read it.
+        if any(line.startswith(_FINAL_LABELS) for line in joiner_text.splitlines()):
             results = {r["idx"]: r for r in state.get("results") or []}
             lead = observed_numbers("\n".join(_final_texts(state.get("tasks"), results)))
         grammar = joiner_grammar(
             answer_form=answer_form(question),
             numbers=observed_numbers(joiner_text),
             lead_numbers=lead,
+            named_numbers=observed_numbers(question),
         )
         return self.model.bind(**grammar_request_kwargs(grammar, self.grammar))
 
@@ -674,6 +673,7 @@ _PICK_YEARS = _ways(
     "before earlier earliest first older oldest",
 )
 _PICK_AGES = _ways("older oldest", "younger youngest")
+_TIME_WORDS = frozenset(_PICK_YEARS) - frozenset(_PICK_AGES)
 _WORD = re.compile(r"[A-Za-z]+")
 # "more populous" is quoted whole; "more than" is not a word pair.
 _NOT_A_QUALITY = re.compile(r"(than|of|the|an?|and|or|in|on|at|to|by|from|as)\Z")
@@ -741,9 +741,12 @@ def unmet_comparison(state: Mapping[str, Any]) -> str:
         reason = f'"{phrase}" picks {chosen["entity"]}; to answer, find out: {resolved}'
     else:
         phrase = found[0]
+        # "earliest", "most recent", "before" compare dates: said so, the planner knows
+        # which attribute to look up. ("older" may be an age.)
+        kind = "year" if phrase.split()[-1] in _TIME_WORDS else "number"
         reason = (
             f'"{phrase}" compares numbers, and none were looked up to compare: look up, '
-            f"for each of {', '.join(names[:-1])} and {names[-1]}, the number that "
+            f"for each of {', '.join(names[:-1])} and {names[-1]}, the {kind} that "
             f'"{phrase}" is about.'
         )
     if not reason or any(r.get("reason") == reason for r in state.get("rounds") or ()):
@@ -1040,12 +1043,15 @@ AnswerForm = Literal["name", "yes_no", "number"]
 def answer_form(question: str) -> AnswerForm | None:
     """The form an answer to ``question`` takes, from its first words: ``"yes_no"``,
     ``"name"`` (which, who), ``"number"`` (how many, how much, how tall is, in what
-    year, by what percentage) or ``None`` (anything else).
+    year, by what percentage; or, after other first words, any of these later on) or
+    ``None`` (anything else).
 
     Example:
         >>> answer_form("Was Apple founded first?"), answer_form("Which is taller, A or B?")
         ('yes_no', 'name')
         >>> answer_form("How many more people live in A than in B?")
+        'number'
+        >>> answer_form("If A stood on B, how tall would they be?")
         'number'
         >>> answer_form("What is the combined height of A and B?") is None
         True
@@ -1055,7 +1061,8 @@ def answer_form(question: str) -> AnswerForm | None:
         return "yes_no"
     if _NAME_QUESTION.match(text):
         return "name"
-    if _NUMBER_QUESTION.match(text):
+    # "If A were stacked on B, how tall would the stack be?": a quantity too.
+    if _NUMBER_QUESTION.match(text) or _ASKS_FOR_NUMBER.search(text):
         return "number"
     return None
 

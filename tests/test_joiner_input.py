@@ -267,7 +267,9 @@ def test_the_questions_comparative_word_picks_a_record() -> None:
         ("By what percentage is A taller than B?", "number"),
         ("How is A related to B?", None),
         ("What is the capital of Australia?", None),
-        ("If A were stacked on B, how tall would the stack be?", None),
+        # Other first words, and a quantity asked later on.
+        ("If A were stacked on B, how tall would the stack be?", "number"),
+        ("What is the capital of A, and how many people live there?", "number"),
     ],
 )
 def test_the_form_of_an_answer_comes_from_the_questions_first_words(
@@ -552,3 +554,21 @@ def test_a_computed_answer_about_a_pick_stays_in_view() -> None:
     text = joiner_input(tasks, results, [{"round": 0}], question, max_chars=None)
     assert "Result of the last step: 80,000,000" in text
     assert "So the question asks: What is twice the population of Canada?" in text
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("Who directed the most recent of Jaws and Casa?", "the year that"),
+        ("Which came first, Jaws or Casa?", "the year that"),
+        ("Which is older, Jaws or Casa?", "the number that"),  # an age or a year
+        ("Which is taller, Jaws or Casa?", "the number that"),
+    ],
+)
+def test_a_comparison_of_dates_asks_for_years(question: str, kind: str) -> None:
+    directors = [
+        {"ok": True, "value": {"entity": f, "attribute": "director", "value": d}}
+        for f, d in (("Jaws", "S. Spielberg"), ("Casa", "M. Curtiz"))
+    ]
+    state = {"messages": [HumanMessage(question)], "results": directors}
+    assert kind in unmet_comparison(state)
