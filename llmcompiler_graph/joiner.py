@@ -482,7 +482,7 @@ def joiner_input(
     # the 0.5B model answered the gap for 3 sums and averages of 34 offline-qa questions.
     # "The capital of the less populous of A and B" picks, as a which-question does.
     picks = form in ("name", "yes_no") or bool(
-        resolve_pick(question, [r for r in map(_record_of, results.values()) if r])[0]
+        resolve_pick(question, _records(results.values()))[0]
     )
     if not final or picks:
         ranking = rank_records(results.values(), question)
@@ -569,7 +569,7 @@ def rank_records(results: Any, question: str = "") -> str:
         By height: B 4 metres is larger than A 3 metres, by 1 metres
         A 3 metres is smaller than B 4 metres.
     """
-    every = [r for r in map(_record_of, results) if r is not None]
+    every = _records(results)
     facts: dict[str, list[Mapping[str, Any]]] = {}  # every record, by entity
     for record in every:
         facts.setdefault(record["entity"], []).append(record)
@@ -651,6 +651,11 @@ def _record_of(result: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return None
 
 
+def _records(results: Any) -> list[Mapping[str, Any]]:
+    """The records among ``results`` (see :func:`_record_of`)."""
+    return [r for r in map(_record_of, results) if r is not None]
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -726,7 +731,7 @@ def unmet_comparison(state: Mapping[str, Any]) -> str:
     found = _comparative(question, years=True)
     if found is None:
         return ""
-    facts = [f for f in map(_record_of, state.get("results") or ()) if f is not None]
+    facts = _records(state.get("results") or ())
     names = list(dict.fromkeys(f["entity"] for f in facts))
     if len(names) < 2:
         return ""
@@ -1074,7 +1079,7 @@ def _as_gap(task: Mapping[str, Any], results: Mapping[int, Any]) -> Any:
     result = results[task["idx"]]
     value = result.get("value")
     deps = task.get("deps") or []
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value >= 0:
+    if not _is_number(value) or value >= 0:
         return result
     if len(deps) != 2 or not all(d in results for d in deps):
         return result
