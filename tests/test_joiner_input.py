@@ -29,6 +29,30 @@ def _record(entity: str, attribute: str, value: float, unit: str) -> dict:
     }
 
 
+def _run_scripted(
+    plans: list[str], answer: str, question: str
+) -> tuple[dict[str, Any], list[str], list[str]]:
+    """Run ``question`` on the offline tools with a fake model that writes ``plans`` in
+    turn and answers ``answer``; also what the planner and the joiner were last told
+    on each call."""
+    from fakes import StreamModel
+
+    planned = iter(plans)
+    planner_calls: list[str] = []
+    joiner_calls: list[str] = []
+
+    class Model(StreamModel):
+        def _chunks(self, messages: Any) -> Any:
+            planner = str(messages[0].content).startswith("You are the planner")
+            (planner_calls if planner else joiner_calls).append(messages[-1].text)
+            return super()._chunks(messages)
+
+    model = Model(plan=lambda: [next(planned)], answer=finish(answer))
+    graph = create_llm_compiler(model, offline_tools()).compile()
+    out = graph.invoke({"messages": [HumanMessage(question)]})
+    return out, planner_calls, joiner_calls
+
+
 def test_two_facts_are_compared_in_both_directions() -> None:
     years = rank_records(
         [_record("A", "founded", 1990, "year"), _record("B", "founded", 1980, "year")]
@@ -337,32 +361,15 @@ def test_a_step_over_other_facts_is_still_shown_to_a_yes_no_question() -> None:
 
 
 def test_a_comparison_with_nothing_to_compare_asks_for_a_new_plan_once() -> None:
-    from fakes import StreamModel
-
-    from llmcompiler_graph.testing.scripted import finish
-    from llmcompiler_graph.tools import offline_tools
-
-    plans = iter(
-        [
-            # Capitals, but nothing that "less populous" can pick by.
-            '1. lookup(entity="Canada", attribute="capital")\n'
-            '2. lookup(entity="Australia", attribute="capital")\n3. join()',
-            '4. lookup(entity="Canada", attribute="population")\n'
-            '5. lookup(entity="Australia", attribute="population")\n6. join()',
-        ]
-    )
-    joiner_calls = []
-
-    class Model(StreamModel):
-        def _chunks(self, messages: Any) -> Any:
-            if not str(messages[0].content).startswith("You are the planner"):
-                joiner_calls.append(messages[-1].text)
-            return super()._chunks(messages)
-
-    model = Model(plan=lambda: [next(plans)], answer=finish("Canberra"))
-    graph = create_llm_compiler(model, offline_tools()).compile()
+    plans = [
+        # Capitals, but nothing that "less populous" can pick by.
+        '1. lookup(entity="Canada", attribute="capital")\n'
+        '2. lookup(entity="Australia", attribute="capital")\n3. join()',
+        '4. lookup(entity="Canada", attribute="population")\n'
+        '5. lookup(entity="Australia", attribute="population")\n6. join()',
+    ]
     question = "What is the capital of the less populous of Canada and Australia?"
-    out = graph.invoke({"messages": [HumanMessage(question)]})
+    out, _, joiner_calls = _run_scripted(plans, "Canberra", question)
     first, second = out["rounds"]
     assert first["action"] == "replan" and "for each of Canada and Australia" in first["reason"]
     # Decided without the model; the second round, with populations, is the model's.
@@ -388,34 +395,17 @@ def test_the_comparison_says_what_else_is_known_of_the_one_it_picks() -> None:
 
 
 def test_a_pick_whose_asked_fact_was_not_looked_up_asks_for_it_once() -> None:
-    from fakes import StreamModel
-
     films = ("Jaws", "Parasite", "Casablanca")
-    plans = iter(
-        [
-            # Years to pick by, but not what the question asks of the one picked.
-            "\n".join(
-                f'{i}. lookup(entity="{f}", attribute="release year")'
-                for i, f in enumerate(films, 1)
-            )
-            + "\n4. join()",
-            '5. lookup(entity="Casablanca", attribute="director")\n6. join()',
-        ]
-    )
-    planner_calls, joiner_calls = [], []
-
-    class Model(StreamModel):
-        def _chunks(self, messages: Any) -> Any:
-            if str(messages[0].content).startswith("You are the planner"):
-                planner_calls.append(messages[-1].text)
-            else:
-                joiner_calls.append(messages[-1].text)
-            return super()._chunks(messages)
-
-    model = Model(plan=lambda: [next(plans)], answer=finish("Michael Curtiz"))
-    graph = create_llm_compiler(model, offline_tools()).compile()
+    plans = [
+        # Years to pick by, but not what the question asks of the one picked.
+        "\n".join(
+            f'{i}. lookup(entity="{f}", attribute="release year")' for i, f in enumerate(films, 1)
+        )
+        + "\n4. join()",
+        '5. lookup(entity="Casablanca", attribute="director")\n6. join()',
+    ]
     question = "Who directed the earliest of Jaws, Parasite and Casablanca?"
-    out = graph.invoke({"messages": [HumanMessage(question)]})
+    out, planner_calls, joiner_calls = _run_scripted(plans, "Michael Curtiz", question)
     first, second = out["rounds"]
     assert first["action"] == "replan"
     assert first["reason"] == (
