@@ -405,6 +405,13 @@ async def _stream_run(
     return final
 
 
+def _unreported(usage: Mapping[str, Any]) -> str:
+    missing = int(usage.get("unreported_calls") or 0)
+    return (
+        f", not counting {missing} call{'s' * (missing != 1)} that reported none" if missing else ""
+    )
+
+
 def _print_answer(summary: Mapping[str, Any], out: TextIO) -> None:
     usage = summary["usage"]
     results = summary["results"]
@@ -415,7 +422,7 @@ def _print_answer(summary: Mapping[str, Any], out: TextIO) -> None:
         f"({summary['wall_s']:.1f} s, {rounds} round{'s' * (rounds != 1)}, "
         f"{len(results)} task{'s' * (len(results) != 1)} ({ok} ok), "
         f"{usage['llm_calls']} LLM calls, tokens {usage['input_tokens']:,} in / "
-        f"{usage['output_tokens']:,} out)",
+        f"{usage['output_tokens']:,} out{_unreported(usage)})",
         file=out,
         flush=True,
     )

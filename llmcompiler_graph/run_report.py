@@ -38,22 +38,28 @@ def run_origin(state: Mapping[str, Any]) -> float:
 def total_usage(state: Mapping[str, Any]) -> dict[str, int]:
     """Planner plus joiner token usage over all rounds, with the number of LLM calls.
 
+    ``unreported_calls`` counts the calls whose usage never arrived: a server sends it
+    with the last chunk of a stream, so a planner stream cut short (a model looping
+    over its calls, a time limit) has none, and the sums leave that call out.
+
     Example:
-        >>> total_usage({"rounds": [{"planner_usage": {"input_tokens": 3, "output_tokens": 2,
-        ...     "total_tokens": 5}, "joiner_usage": {}}]})
-        {'input_tokens': 3, 'output_tokens': 2, 'total_tokens': 5, 'llm_calls': 1}
+        >>> usage = total_usage({"rounds": [{"planner_usage": {"input_tokens": 3,
+        ...     "output_tokens": 2, "total_tokens": 5}, "joiner_start": 1.0, "joiner_usage": {}}]})
+        >>> usage["input_tokens"], usage["llm_calls"], usage["unreported_calls"]
+        (3, 2, 1)
     """
     total = dict.fromkeys(_USAGE_KEYS, 0)
-    calls = 0
+    calls = unreported = 0
     for rnd in state.get("rounds") or []:
         for role in ("planner", "joiner"):
             usage = rnd.get(f"{role}_usage") or {}
             if f"{role}_start" not in rnd and not usage:
                 continue  # e.g. a round whose joiner has not run yet
             calls += 1
+            unreported += not usage
             for key in _USAGE_KEYS:
                 total[key] += int(usage.get(key, 0) or 0)
-    return {**total, "llm_calls": calls}
+    return {**total, "llm_calls": calls, "unreported_calls": unreported}
 
 
 def _json_safe(value: Any) -> Any:

@@ -20,6 +20,7 @@ from pydantic import Field
 from llmcompiler_graph.bench import accuracy, bfcl
 from llmcompiler_graph.bench import cli as bench_cli
 from llmcompiler_graph.local import ModelVerificationError
+from llmcompiler_graph.testing.scripted import ScriptedChatModel
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +167,34 @@ async def test_a_failing_run_scores_as_wrong_and_goes_on(by_question) -> None:
         assert all("server gone" in row["error"] for row in r["items"])
 
 
+async def test_a_plan_stream_cut_short_has_unknown_usage(by_question) -> None:
+    # The planner loops over its one call, so reading stops before the stream's last
+    # chunk, which carries the usage: the item's tokens are unknown, not zero, and the
+    # per-item figures leave it out.
+    def looping(messages: list[BaseMessage]) -> str:
+        item = by_question[messages[-1].text][0]
+        ((name, args),) = bfcl.answer_calls(item)[0].items()
+        call = f"{bfcl.tool_name_for(name)}({', '.join(f'{k}={v!r}' for k, v in args.items())})"
+        return "".join(f"{i}. {call}\n" for i in (1, 2, 3)) + "4. join()<END_OF_PLAN>"
+
+    logs: list[str] = []
+    res = await accuracy.evaluate_bfcl(
+        ScriptedChatModel(replies=[looping]),
+        "bfcl-simple",
+        systems=["llmcompiler"],
+        sample=2,
+        seed=0,
+        log=logs.append,
+    )
+    r = res["llmcompiler"]
+    assert r["accuracy"] == 1.0  # the first call ran; the repeats did not
+    assert [row["input_tokens"] for row in r["items"]] == [None, None]
+    assert r["usage_unknown"] == 2 and r["input_tokens"] == 0
+    assert all(" in=? out=? " in line for line in logs if "ok" in line)
+    table = accuracy.format_table({"bfcl-simple": res})
+    assert "over the 0 of 2 items whose model reported usage" in table
+
+
 def test_suite_registry() -> None:
     assert accuracy.DEV_SUITES == ("bfcl-simple", "bfcl-multiple", "bfcl-parallel")
     assert accuracy.SUITES["bfcl-simple"].category == "simple_python"
@@ -234,6 +263,18 @@ def test_format_table() -> None:
     )
     assert "bfcl-parallel" in text and "llmcompiler" in text
     assert "50.0%" in text and " 150 " in text and " 20" in text
+    # One item without usage: per-item tokens are over the other one, and a note says so.
+    text = accuracy.format_table(
+        {"bfcl-parallel": {"llmcompiler": {**row, "input_tokens": 300, "output_tokens": 40,
+                                           "usage_unknown": 1}}}
+    )  # fmt: skip
+    assert " 300 " in text and " 40" in text
+    assert "over the 1 of 2 items whose model reported usage" in text
+    text = accuracy.format_table(
+        {"offline-qa": {"llmcompiler": {**row, "input_tokens": 300, "output_tokens": 40,
+                                        "unreported_calls": 3}}}
+    )  # fmt: skip
+    assert "not counting 3 LLM calls that reported no usage" in text
 
 
 # --------------------------------------------------------------------------- CLI

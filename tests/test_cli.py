@@ -85,6 +85,17 @@ def test_ask_shows_replans() -> None:
     assert "2 rounds, 4 tasks (4 ok), 4 LLM calls" in out
 
 
+def test_ask_says_which_calls_reported_no_usage() -> None:
+    # A planner looping over its calls is not read to the end, so its usage (sent with
+    # the stream's last chunk) never arrives: the totals say they leave it out.
+    looping = "".join(f'{i}. lookup(entity="France", attribute="area")\n' for i in (1, 2, 3))
+    code, out, _, _ = ask(replies=[looping, finish("x")], chunk_by="line")
+    assert code == 0
+    assert re.search(r"2 LLM calls, tokens [\d,]+ in / [\d,]+ out, not counting 1 call that", out)
+    code, out, _, _ = ask()
+    assert "not counting" not in out
+
+
 def test_json_output_is_machine_readable_and_progress_goes_to_stderr() -> None:
     code, out, err, _ = ask("--json")
     assert code == 0

@@ -19,6 +19,7 @@ from langgraph.types import Command
 import llmcompiler_graph
 from llmcompiler_graph import create_llm_compiler
 from llmcompiler_graph.planner import MAX_CHUNKS_AFTER_PLAN, MAX_NOTES_SHOWN, MAX_UNUSABLE_LINES
+from llmcompiler_graph.run_report import total_usage
 from llmcompiler_graph.testing.scripted import ScriptedChatModel, finish, replan
 
 
@@ -561,6 +562,11 @@ async def test_a_planner_looping_over_its_calls_adds_no_calls() -> None:
     notes = out["rounds"][0]["notes"]
     assert [n["text"] for n in notes] == ['3. ping("a")', '4. ping("b")']
     assert all("repeating calls" in n["reason"] for n in notes)
+    # Usage comes with a stream's last chunk, which was never read: unknown, not zero.
+    assert out["rounds"][0]["planner_usage"] == {}
+    usage = total_usage(out)
+    assert usage["llm_calls"] == 2 and usage["unreported_calls"] == 1
+    assert usage["input_tokens"] == out["rounds"][0]["joiner_usage"]["input_tokens"] > 0
 
 
 @pytest.mark.parametrize(

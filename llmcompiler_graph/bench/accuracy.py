@@ -17,6 +17,11 @@ Every suite returns, per system, the same shape as ``offline_qa.evaluate``::
      "seconds", "input_tokens", "output_tokens", ...}], "accuracy", "seconds_per_item",
      "input_tokens", "output_tokens"}
 
+A server sends token usage with a stream's last chunk, so a plan stream the planner
+stopped reading (a model looping over its calls) reports none. A BFCL item's tokens are
+then ``None`` and its suite's ``usage_unknown`` counts it; offline QA rows count such
+calls in ``unreported_calls``. Sums and per-item figures cover what was reported.
+
 Development happens on ``bfcl-simple``, ``bfcl-multiple`` and ``bfcl-parallel``; the
 ``parallel_multiple`` and ``live_*`` suites are for reporting only (their failures are
 not to be used for tuning prompts or grammars).
@@ -127,8 +132,14 @@ class SuiteUnavailable(RuntimeError):
 # --------------------------------------------------------------------------- systems
 
 
-def _usage(message: Any) -> tuple[int, int]:
-    usage = getattr(message, "usage_metadata", None) or {}
+def _usage(usage: Mapping[str, Any] | None) -> tuple[int | None, int | None]:
+    """Tokens in and out, or ``None`` when the model reported no usage.
+
+    A server sends usage with a stream's last chunk, so a plan the planner stopped
+    reading (a model looping over its calls) has none: unknown, not zero.
+    """
+    if not usage:
+        return None, None
     return int(usage.get("input_tokens", 0) or 0), int(usage.get("output_tokens", 0) or 0)
 
 
@@ -145,7 +156,8 @@ async def run_llmcompiler_item(
 
     Returns:
         ``{"calls": [{bfcl_name: args}], "plan": str, "input_tokens", "output_tokens",
-        "task_errors": [str]}``.
+        "task_errors": [str]}``; the token counts are ``None`` when the planner's stream
+        reported no usage.
     """
     from llmcompiler_graph import create_llm_compiler
 
@@ -176,11 +188,12 @@ async def run_llmcompiler_item(
                     if not r.get("ok") and r.get("error")
                 ]
                 break
+    tin, tout = _usage(usage)
     return {
         "calls": list(box.calls),
         "plan": plan,
-        "input_tokens": int(usage.get("input_tokens", 0)),
-        "output_tokens": int(usage.get("output_tokens", 0)),
+        "input_tokens": tin,
+        "output_tokens": tout,
         "task_errors": task_errors,
     }
 
@@ -212,7 +225,7 @@ async def run_native_item(model: BaseChatModel, item: BfclItem) -> dict[str, Any
         calls = box.to_bfcl([(c["name"], c.get("args") or {}) for c in reply.tool_calls])
         invalid = len(reply.invalid_tool_calls)
         text = reply.text
-    tin, tout = _usage(reply)
+    tin, tout = _usage(getattr(reply, "usage_metadata", None))
     return {
         "calls": calls,
         "text": text,
@@ -227,6 +240,8 @@ async def run_native_item(model: BaseChatModel, item: BfclItem) -> dict[str, Any
 
 def _summary(suite: str, system: str, items: list[dict[str, Any]]) -> dict[str, Any]:
     n = len(items)
+    # Token sums cover the items whose usage is known; ``usage_unknown`` counts the rest.
+    known = [r for r in items if r["input_tokens"] is not None]
     return {
         "suite": suite,
         "system": system,
@@ -235,8 +250,9 @@ def _summary(suite: str, system: str, items: list[dict[str, Any]]) -> dict[str, 
         "correct": sum(1 for r in items if r["correct"]),
         "accuracy": sum(1 for r in items if r["correct"]) / n if n else 0.0,
         "seconds_per_item": sum(r["seconds"] for r in items) / n if n else 0.0,
-        "input_tokens": sum(r["input_tokens"] for r in items),
-        "output_tokens": sum(r["output_tokens"] for r in items),
+        "input_tokens": sum(r["input_tokens"] for r in known),
+        "output_tokens": sum(r["output_tokens"] or 0 for r in known),
+        "usage_unknown": n - len(known),
         "errors": sum(1 for r in items if r.get("error")),
     }
 
@@ -307,7 +323,8 @@ async def evaluate_bfcl(
                 why = row.get("error") or row.get("error_type") or ""
                 log(
                     f"  {suite} {item.id:<24} {system:<12} {mark} {row['seconds']:6.1f} s"
-                    f"  in={row['input_tokens']} out={row['output_tokens']}  {why}"[:200]
+                    f"  in={_count(row['input_tokens'])} out={_count(row['output_tokens'])}"
+                    f"  {why}"[:200]
                 )
     return {s: _summary(suite, s, rows[s]) for s in systems}
 
@@ -323,7 +340,7 @@ async def _run_item(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     error: str | None = None
-    out: dict[str, Any] = {"calls": [], "input_tokens": 0, "output_tokens": 0}
+    out: dict[str, Any] = {"calls": [], "input_tokens": None, "output_tokens": None}
     try:
         async with asyncio.timeout(item_timeout):
             if system == "llmcompiler":
@@ -438,12 +455,29 @@ def format_table(results: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
         f"{'in tok/item':>11} {'out tok/item':>12}"
     )
     lines = [header, "-" * len(header)]
+    notes = []
     for suite, by_system in results.items():
         for system, res in by_system.items():
-            n = len(res.get("items") or ()) or 1
+            items = len(res.get("items") or ())
+            unknown = int(res.get("usage_unknown") or 0)
+            n = max(1, items - unknown)
             lines.append(
-                f"{suite:<24} {system:<12} {len(res.get('items') or ()):>5} "
+                f"{suite:<24} {system:<12} {items:>5} "
                 f"{100 * res['accuracy']:>8.1f}% {res['seconds_per_item']:>7.1f} "
                 f"{res['input_tokens'] / n:>11.0f} {res['output_tokens'] / n:>12.0f}"
             )
-    return "\n".join(lines)
+            if unknown:
+                notes.append(
+                    f"{suite} {system}: tokens per item over the {items - unknown} of "
+                    f"{items} items whose model reported usage"
+                )
+            if res.get("unreported_calls"):
+                notes.append(
+                    f"{suite} {system}: not counting {res['unreported_calls']} LLM calls "
+                    "that reported no usage"
+                )
+    return "\n".join(lines + notes)
+
+
+def _count(tokens: int | None) -> str:
+    return "?" if tokens is None else str(tokens)

@@ -252,6 +252,9 @@ async def _evaluate(
             "seconds": time.perf_counter() - started,
             "input_tokens": int(usage.get("input_tokens", 0)),
             "output_tokens": int(usage.get("output_tokens", 0)),
+            # LLM calls whose usage never arrived (a plan stream cut short): the
+            # token counts above leave them out.
+            "unreported_calls": int(usage.get("unreported_calls", 0)),
         }
         if error is not None:
             row["error"] = error
@@ -271,6 +274,7 @@ async def _evaluate(
         "seconds_per_item": sum(r["seconds"] for r in rows) / n if n else 0.0,
         "input_tokens": sum(r["input_tokens"] for r in rows),
         "output_tokens": sum(r["output_tokens"] for r in rows),
+        "unreported_calls": sum(r["unreported_calls"] for r in rows),
     }
 
 
@@ -327,6 +331,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"({sum(r['correct'] for r in result['items'])}/{len(result['items'])}), "
         f"{result['seconds_per_item']:.1f} s/question, "
         f"tokens {result['input_tokens']:,} in / {result['output_tokens']:,} out"
+        + (
+            f", not counting {result['unreported_calls']} LLM calls that reported none"
+            if result["unreported_calls"]
+            else ""
+        )
     )
     if args.json:
         args.json.write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
