@@ -13,7 +13,13 @@ from llmcompiler_graph.joiner import (
     parse_joiner_reply,
 )
 from llmcompiler_graph.plan import PlanParser, PlanStreamParser, Ref, Task, Template
-from llmcompiler_graph.planner import PLANNER_SYSTEM_PROMPT, REPLAN_PROMPT, Prompt
+from llmcompiler_graph.planner import (
+    PLANNER_EXAMPLES,
+    PLANNER_SYSTEM_PROMPT,
+    REPLAN_PROMPT,
+    PlannerExample,
+    Prompt,
+)
 from llmcompiler_graph.state import (
     LLMCompilerEvent,
     LLMCompilerState,
@@ -30,6 +36,7 @@ from llmcompiler_graph.task_fetching import SchedulingPolicy
 __all__ = [
     "JOINER_EXAMPLES",
     "JOINER_SYSTEM_PROMPT",
+    "PLANNER_EXAMPLES",
     "PLANNER_SYSTEM_PROMPT",
     "REPLAN_PROMPT",
     "JoinerDecision",
@@ -38,6 +45,7 @@ __all__ = [
     "LLMCompilerState",
     "PlanParser",
     "PlanStreamParser",
+    "PlannerExample",
     "Prompt",
     "Ref",
     "ResultRecord",

@@ -520,7 +520,7 @@ def _start_local(profile: LocalModelProfile, out: TextIO) -> LocalServer:
 
     path = _ensure_local_model(profile, out)
     # One slot per role, each with the profile's context: the planner's and the joiner's
-    # static prompt starts stay cached side by side (see _warm_start).
+    # static prompt starts stay cached side by side (see warm_start_prompts).
     server = LocalServer(path, n_ctx=profile.n_ctx * 2, n_parallel=2)
     server.start()
     print(
@@ -617,21 +617,24 @@ def run_ask(
             print("Server: stopped", file=progress, flush=True)
 
 
-def planner_system_prompt(
+def planner_prompt_prefix(
     model: BaseChatModel, tools: Sequence[Any], examples: Sequence[str] | None
-) -> str:
-    """The planner's system message for a graph built as :func:`_ask_with` builds it.
+) -> list[dict[str, str]]:
+    """The start of every planner prompt of the graph :func:`_ask_with` builds: the
+    planner's system message (tools, rules, few-shot plans) and its worked turns, as
+    OpenAI chat messages.
 
-    It is the static start of every planner prompt (tools, rules, few-shot plans), the
-    prefix whose KV cache a local server keeps on disk. Built with the planner's public
-    API exactly as :func:`~llmcompiler_graph.create_llm_compiler` builds the planner
-    (a test checks the text against what the planner really sends).
+    It is the prefix whose KV cache a local server keeps on disk. Built with the
+    planner's public API exactly as :func:`~llmcompiler_graph.create_llm_compiler`
+    builds the planner (a test checks it against what the planner really sends).
     """
+    from langchain_core.messages import convert_to_openai_messages
+
     from llmcompiler_graph.executor import ToolSpec
     from llmcompiler_graph.planner import Planner
 
     planner = Planner(model, {t.name: ToolSpec(t) for t in tools}, examples=examples)
-    return planner.messages({"messages": []}, 1)[0].text
+    return convert_to_openai_messages(planner.messages({"messages": []}, 1))
 
 
 def joiner_prompt_prefix(model: BaseChatModel) -> list[dict[str, str]]:
@@ -650,14 +653,21 @@ def joiner_prompt_prefix(model: BaseChatModel) -> list[dict[str, str]]:
     return convert_to_openai_messages(messages)
 
 
-def _warm_start(
+def warm_start_prompts(
     server: LocalServer,
-    planner_prefix: str,
+    planner_prefix: Sequence[Mapping[str, str]],
     joiner_prefix: Sequence[Mapping[str, str]],
     progress: TextIO,
 ) -> None:
     """Restore (or build and save) the KV caches of the planner's and the joiner's
-    prompt starts, each in its own slot when there are two; never fails the run."""
+    prompt starts, each in its own slot when there are two; never fails the run.
+
+    Args:
+        server: A running local server.
+        planner_prefix: :func:`planner_prompt_prefix`'s messages.
+        joiner_prefix: :func:`joiner_prompt_prefix`'s messages.
+        progress: Where one line per role says what happened.
+    """
     roles: list[tuple[str, Any, int | None]] = [("planner", planner_prefix, None)]
     if server.n_parallel >= 2:
         roles = [("planner", planner_prefix, 0), ("joiner", joiner_prefix, 1)]
@@ -699,8 +709,8 @@ def _ask_with(
     agent = config.agent
     examples = config.examples_for(choice.tool_set) or None
     if server is not None and warm_start:
-        planner_prefix = planner_system_prompt(model, tools, examples)
-        _warm_start(server, planner_prefix, joiner_prompt_prefix(model), progress)
+        planner_prefix = planner_prompt_prefix(model, tools, examples)
+        warm_start_prompts(server, planner_prefix, joiner_prompt_prefix(model), progress)
     graph = create_llm_compiler(
         model,
         tools,

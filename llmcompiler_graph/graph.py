@@ -13,7 +13,7 @@ from langgraph.graph import END, START, StateGraph
 
 from llmcompiler_graph.executor import ToolExecutor, ToolSpec
 from llmcompiler_graph.joiner import Joiner, JoinerExample
-from llmcompiler_graph.planner import Planner, Prompt
+from llmcompiler_graph.planner import Planner, PlannerExample, Prompt
 from llmcompiler_graph.scheduler import Scheduler
 from llmcompiler_graph.state import LLMCompilerState
 from llmcompiler_graph.task_fetching import SchedulingPolicy
@@ -35,6 +35,7 @@ def create_llm_compiler(
     memoize: bool = True,
     executor: ToolExecutor | None = None,
     examples: str | Sequence[str] | None = None,
+    planner_examples: Sequence[PlannerExample] | None = None,
     planner_prompt: Prompt | None = None,
     joiner_prompt: Prompt | None = None,
     joiner_examples: Sequence[JoinerExample] | None = None,
@@ -80,6 +81,10 @@ def create_llm_compiler(
         executor: Runs the calls of the tools it claims elsewhere (e.g. Ray);
             the rest run in-process.
         examples: Few-shot plans appended to the planner prompt.
+        planner_examples: Worked planner turns ``(question, plan)`` shown before
+            each question as earlier chat turns. Default: when no ``examples``
+            are given, :data:`~llmcompiler_graph.planner.PLANNER_EXAMPLES`
+            (made-up tools: one call per item asked about); ``()`` for none.
         planner_prompt: Replaces the planner's system prompt: a ``str`` or
             ``SystemMessage`` template that may use the fields ``{tools}``,
             ``{join_number}``, ``{start}``, ``{end_marker}`` and ``{examples}``
@@ -163,6 +168,7 @@ def create_llm_compiler(
         planner_llm,
         specs,
         examples=examples,
+        example_turns=planner_examples,
         system_prompt=planner_prompt,
         streaming_dispatch=streaming_dispatch,
         policy=policy,

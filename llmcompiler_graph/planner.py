@@ -99,6 +99,62 @@ Write the new plan now, numbering from {start}. Do not repeat a task whose \
 result is above: use it as $N."""
 
 
+PlannerExample = tuple[str, str]
+"""A worked planner turn: ``(question, plan)``. The plan is the reply's text up to and
+including its ``N. join()`` line; the end marker is added when it is shown."""
+
+# Shown to the planner as earlier turns of the chat, before the question: one call per
+# item asked about, one per combination, and a single call with the unit the question
+# names. The tools are made up (the grammar keeps a real plan to the real tools), so a
+# plan can copy the form but no call. The 0.5B model, with the rule alone, wrote one
+# call and then ``join()`` for most questions about several items; BFCL ``parallel``
+# (40 items, seed 1) went from 14 to 22 right with these turns. They give way to
+# plans written for the real tools (``examples``): beside the offline examples, whose
+# plans open with a Thought naming the arithmetic, the planner copied these turns'
+# bare calls and left out the math step (offline-qa 31 -> 29 of 34).
+PLANNER_EXAMPLES: tuple[PlannerExample, ...] = (
+    (
+        "What is the weather in Oslo and in Lima, in celsius?",
+        '1. get_weather(city="Oslo", unit="celsius")\n'
+        '2. get_weather(city="Lima", unit="celsius")\n'
+        "3. join()",
+    ),
+    (
+        "Translate 'good morning' and 'thank you' into French and into Spanish.",
+        '1. translate(text="good morning", language="French")\n'
+        '2. translate(text="thank you", language="French")\n'
+        '3. translate(text="good morning", language="Spanish")\n'
+        '4. translate(text="thank you", language="Spanish")\n'
+        "5. join()",
+    ),
+    ("How long is the Nile in miles?", '1. river_length(river="Nile", unit="miles")\n2. join()'),
+)
+
+
+def plan_example_turn(example: PlannerExample) -> list[BaseMessage]:
+    """A worked planner example as two earlier chat turns: the question, then its plan.
+
+    Raises:
+        ValueError: An example that is not a pair of non-empty strings.
+
+    Example:
+        >>> question, plan = plan_example_turn(PLANNER_EXAMPLES[-1])
+        >>> print(question.content)
+        How long is the Nile in miles?
+        >>> print(plan.content)
+        1. river_length(river="Nile", unit="miles")
+        2. join()<END_OF_PLAN>
+    """
+    if (
+        not isinstance(example, tuple)
+        or len(example) != 2
+        or not all(isinstance(part, str) and part.strip() for part in example)
+    ):
+        raise ValueError(f"a planner example is a (question, plan) pair of text: {example!r}")
+    question, plan = example
+    return [HumanMessage(question), AIMessage(plan.rstrip() + END_OF_PLAN)]
+
+
 Prompt = str | SystemMessage | Callable[[LLMCompilerState], str | SystemMessage]
 """A system prompt: a template (``str`` or ``SystemMessage``) whose ``{fields}`` are
 filled in each round (``{{`` and ``}}`` stand for literal braces), or a callable
@@ -282,7 +338,10 @@ class Planner:
     Args:
         model: Chat model that writes plans.
         specs: Tools by name.
-        examples: Few-shot example plans.
+        examples: Few-shot example plans, appended to the system prompt.
+        example_turns: Worked ``(question, plan)`` turns shown before the
+            conversation; ``None``: :data:`PLANNER_EXAMPLES` unless ``examples``
+            are given, ``()`` for none.
         system_prompt: Overrides :data:`PLANNER_SYSTEM_PROMPT`: a template with the
             same fields, as ``str`` or ``SystemMessage``, or a callable taking the
             state and returning one (see :data:`Prompt`).
@@ -301,6 +360,7 @@ class Planner:
         specs: Mapping[str, ToolSpec],
         *,
         examples: str | Sequence[str] | None = None,
+        example_turns: Sequence[PlannerExample] | None = None,
         system_prompt: Prompt | None = None,
         streaming_dispatch: bool = True,
         policy: SchedulingPolicy | None = None,
@@ -312,6 +372,15 @@ class Planner:
         self.model = model
         self.specs = specs
         self.examples = format_examples(examples)
+        self.example_turns = [
+            turn
+            for example in (
+                example_turns
+                if example_turns is not None
+                else (() if self.examples else PLANNER_EXAMPLES)
+            )
+            for turn in plan_example_turn(example)
+        ]
         self.system_prompt = PLANNER_SYSTEM_PROMPT if system_prompt is None else system_prompt
         check_prompt(self.system_prompt, PLANNER_PROMPT_FIELDS, "planner_prompt")
         self.streaming_dispatch = streaming_dispatch
@@ -332,7 +401,13 @@ class Planner:
             "examples": self.examples,
         }
         system = system_message(self.system_prompt, state, fields, "planner_prompt")
-        messages: list[BaseMessage] = [system, *conversation(state["messages"])]
+        # The worked turns sit between the system prompt and the conversation, so the
+        # prompt's static prefix (and a server's cache of it) covers them.
+        messages: list[BaseMessage] = [
+            system,
+            *self.example_turns,
+            *conversation(state["messages"]),
+        ]
         if state.get("phase") == "replan":
             rounds = state.get("rounds") or []
             results = {r["idx"]: r for r in state.get("results") or []}

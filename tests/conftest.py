@@ -69,7 +69,11 @@ def local_server(local_model_path: Path) -> Iterator[Any]:
     test's (closed) event loop fails with "Event loop is closed". A new server
     has a new port, so a new client.
     """
-    from llmcompiler_graph.cli import _warm_start, joiner_prompt_prefix, planner_system_prompt
+    from llmcompiler_graph.cli import (
+        joiner_prompt_prefix,
+        planner_prompt_prefix,
+        warm_start_prompts,
+    )
     from llmcompiler_graph.config import load_agent_config
     from llmcompiler_graph.local import start_local_server
     from llmcompiler_graph.tools import offline_tools
@@ -82,8 +86,8 @@ def local_server(local_model_path: Path) -> Iterator[Any]:
     print(f"\n[local llm] server up at {srv.base_url} in {srv.startup_seconds:.2f}s")
     model = srv.chat_model()
     examples = load_agent_config().examples_for("offline")
-    planner_prefix = planner_system_prompt(model, offline_tools(), examples)
-    _warm_start(srv, planner_prefix, joiner_prompt_prefix(model), sys.stdout)
+    planner_prefix = planner_prompt_prefix(model, offline_tools(), examples)
+    warm_start_prompts(srv, planner_prefix, joiner_prompt_prefix(model), sys.stdout)
     try:
         yield srv
     finally:

@@ -359,22 +359,25 @@ def test_warm_start_prefixes_are_what_the_planner_and_joiner_send_first() -> Non
     # planner and the joiner send, each in its own slot.
     server = _FakeServer()
     model, progress = _ask_on(server)
+    roles = {"system": "system", "human": "user", "ai": "assistant"}
+    for call, prefix in zip(model.calls, server.prefixes, strict=True):
+        # The system message and any worked turns, then the question.
+        sent = call[: len(prefix)]
+        assert prefix == [{"role": roles[m.type], "content": m.text} for m in sent]
+        assert call[len(prefix)].text == QUESTION
+    # The offline tool set has its own plan examples, so the planner shows no worked
+    # turns; the joiner shows its own.
+    assert len(server.prefixes[0]) == 1 and len(server.prefixes[1]) > 1
     system = model.calls[0][0]
     assert system.type == "system"
-    assert server.prefixes[0] == system.text
     assert "Examples of good plans" in system.text and "lookup(" in system.text
-    joiner_prefix = server.prefixes[1]
-    sent = model.calls[1][: len(joiner_prefix)]
-    roles = {"system": "system", "human": "user", "ai": "assistant"}
-    assert joiner_prefix == [{"role": roles[m.type], "content": m.text} for m in sent]
-    assert len(joiner_prefix) > 1 and model.calls[1][len(joiner_prefix)].text == QUESTION
     assert server.slots == [0, 1]
     assert "planner prompt's KV cache (1,234 tokens) restored in 0.05 s" in progress
     assert "joiner prompt's KV cache (1,234 tokens)" in progress
     # One slot: only the planner's prefix, in every slot.
     one = _FakeServer(n_parallel=1)
     _ask_on(one)
-    assert one.prefixes == [system.text] and one.slots == [None]
+    assert one.prefixes == server.prefixes[:1] and one.slots == [None]
     # Off: no warm start.
     _ask_on(server, warm_start=False)
     assert len(server.prefixes) == 2

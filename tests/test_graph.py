@@ -18,6 +18,7 @@ from langgraph.graph import END, START, MessagesState, StateGraph
 from llmcompiler_graph import create_llm_compiler
 from llmcompiler_graph.handoff import open_handoffs
 from llmcompiler_graph.joiner import MUST_FINISH
+from llmcompiler_graph.planner import PLANNER_EXAMPLES, plan_example_turn
 from llmcompiler_graph.testing.scripted import ScriptedChatModel, finish, replan
 
 
@@ -225,6 +226,55 @@ async def test_replan_sees_history_and_continues_numbering() -> None:
     assert "result for France population" in replanner_prompt
     assert "numbering from 4" in replanner_prompt
     assert "numbering from 4" not in model.calls[0][0].content
+
+
+async def test_planner_reads_worked_turns_between_its_prompt_and_the_question() -> None:
+    plan2 = '4. lookup(key="x")\n5. join()<END_OF_PLAN>'
+    model = ScriptedChatModel(replies=[PLAN, replan("more"), plan2, finish("Germany")])
+    await create_llm_compiler(model, [search, lookup]).compile().ainvoke(question())
+    turns = [t for ex in PLANNER_EXAMPLES for t in plan_example_turn(ex)]
+    first, replanning = model.calls[0], model.calls[2]
+    # Question, then its plan, per example, after the system prompt: the static prefix.
+    assert first[0].type == "system" and first[1 : 1 + len(turns)] == turns
+    assert [m.type for m in turns] == ["human", "ai"] * len(PLANNER_EXAMPLES)
+    assert all(m.text.endswith("join()<END_OF_PLAN>") for m in turns[1::2])
+    assert [m.text for m in first[len(turns) + 1 :]] == ["Which is bigger?"]
+    assert replanning[: len(turns) + 2] == first  # a new plan is asked for after them
+    assert "numbering from 4" in replanning[-1].text
+
+    # Custom turns replace them; () shows none.
+    mine = [("Is it sunny in Rome?", '1. search("Rome weather")\n2. join()')]
+    model = ScriptedChatModel(replies=[PLAN, finish("yes")])
+    graph = create_llm_compiler(model, [search, lookup], planner_examples=mine, max_replans=0)
+    await graph.compile().ainvoke(question())
+    assert [m.text for m in model.calls[0][1:3]] == [
+        "Is it sunny in Rome?",
+        '1. search("Rome weather")\n2. join()<END_OF_PLAN>',
+    ]
+    model = ScriptedChatModel(replies=[PLAN, finish("yes")])
+    graph = create_llm_compiler(model, [search, lookup], planner_examples=(), max_replans=0)
+    await graph.compile().ainvoke(question())
+    assert [m.type for m in model.calls[0]] == ["system", "human"]
+    # Plans written for the real tools (``examples``) replace the made-up turns,
+    # unless turns are asked for too.
+    for turns_given, expected in ((None, 0), (mine, 2)):
+        model = ScriptedChatModel(replies=[PLAN, finish("yes")])
+        graph = create_llm_compiler(
+            model,
+            [search, lookup],
+            examples=['1. search("x")\n2. join()<END_OF_PLAN>'],
+            planner_examples=turns_given,
+            max_replans=0,
+        )
+        await graph.compile().ainvoke(question())
+        assert "Examples of good plans" in model.calls[0][0].text
+        assert len(model.calls[0]) == 2 + expected
+
+
+@pytest.mark.parametrize("bad", [("only a question",), ("q", ""), ["q", "1. join()"], "q"])
+def test_a_malformed_planner_example_is_rejected_when_the_graph_is_built(bad: Any) -> None:
+    with pytest.raises(ValueError, match=r"\(question, plan\) pair"):
+        create_llm_compiler(ScriptedChatModel(), [search], planner_examples=[bad])
 
 
 async def test_replan_cap_forces_an_answer_without_more_calls() -> None:

@@ -104,6 +104,8 @@ def test_exports_are_what_users_need() -> None:
         "JOINER_SYSTEM_PROMPT",
         "JOINER_EXAMPLES",
         "JoinerExample",
+        "PLANNER_EXAMPLES",
+        "PlannerExample",
         "Prompt",
     ):
         assert name in llmcompiler_graph.__all__ and hasattr(llmcompiler_graph, name)
