@@ -631,9 +631,15 @@ def planner_prompt_prefix(
     from langchain_core.messages import convert_to_openai_messages
 
     from llmcompiler_graph.executor import ToolSpec
+    from llmcompiler_graph.graph import grammar_dialect
     from llmcompiler_graph.planner import Planner
 
-    planner = Planner(model, {t.name: ToolSpec(t) for t in tools}, examples=examples)
+    planner = Planner(
+        model,
+        {t.name: ToolSpec(t) for t in tools},
+        examples=examples,
+        grammar=grammar_dialect(None, model),  # the turns shown depend on it
+    )
     return convert_to_openai_messages(planner.messages({"messages": []}, 1))
 
 

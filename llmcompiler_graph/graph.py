@@ -82,9 +82,12 @@ def create_llm_compiler(
             the rest run in-process.
         examples: Few-shot plans appended to the planner prompt.
         planner_examples: Worked planner turns ``(question, plan)`` shown before
-            each question as earlier chat turns. Default: when no ``examples``
-            are given, :data:`~llmcompiler_graph.planner.PLANNER_EXAMPLES`
-            (made-up tools: one call per item asked about); ``()`` for none.
+            each question as earlier chat turns; ``()`` for none. Default:
+            :data:`~llmcompiler_graph.planner.PLANNER_EXAMPLES` (made-up tools: one
+            call per item asked about) when the planner decodes with a grammar,
+            which keeps its plans to the real tools, and neither ``examples`` nor
+            ``planner_prompt`` is given (see
+            :func:`~llmcompiler_graph.planner.default_example_turns`).
         planner_prompt: Replaces the planner's system prompt: a ``str`` or
             ``SystemMessage`` template that may use the fields ``{tools}``,
             ``{join_number}``, ``{start}``, ``{end_marker}`` and ``{examples}``
@@ -174,7 +177,7 @@ def create_llm_compiler(
         policy=policy,
         run_timeout=run_timeout,
         max_observation_chars=max_observation_chars,
-        grammar=_grammar_dialect(grammar, planner_llm),
+        grammar=grammar_dialect(grammar, planner_llm),
         token_events=token_events,
     )
     scheduler = Scheduler(
@@ -190,7 +193,7 @@ def create_llm_compiler(
         system_prompt=joiner_prompt,
         examples=joiner_examples,
         max_observation_chars=max_observation_chars,
-        grammar=_grammar_dialect(grammar, joiner_llm),
+        grammar=grammar_dialect(grammar, joiner_llm),
         steps_per_round=2 if streaming_dispatch else 3,
         run_timeout=run_timeout,
         token_events=token_events,
@@ -215,7 +218,13 @@ def create_llm_compiler(
     return builder
 
 
-def _grammar_dialect(option: GrammarOption, model: LanguageModelLike) -> str | None:
+def grammar_dialect(option: GrammarOption, model: LanguageModelLike) -> str | None:
+    """The grammar dialect ``create_llm_compiler(grammar=option)`` gives ``model``'s role.
+
+    Example:
+        >>> grammar_dialect(True, object()), grammar_dialect(None, object())
+        ('llama.cpp', None)
+    """
     if option is None:
         metadata = getattr(model, "metadata", None) or {}
         flag = (metadata.get("llmcompiler_graph") or {}).get("grammar")

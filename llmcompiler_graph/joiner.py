@@ -323,8 +323,9 @@ class Joiner:
             # Decided here, not by the model: a small joiner named an answer from the
             # half it had (capitals, but no populations to pick one by).
             text, usage = f"Thought: {unmet}\nAction: Replan({unmet})", dict[str, int]()
+            called = False
         else:
-            text, usage = await self._reply(
+            text, usage, called = await self._reply(
                 state, config, must_finish=must_finish, deadline=deadline, answer_id=answer_id
             )
         # The round's checkpoint has been written by now: its journal is not needed.
@@ -335,6 +336,7 @@ class Joiner:
             "joiner_start": joiner_start,
             "joiner_end": now(),
             "joiner_usage": usage,
+            "joiner_called": called,
             "joiner_reply": text,
             "thought": decision.thought,
             "action": decision.action,
@@ -369,10 +371,10 @@ class Joiner:
         must_finish: bool,
         deadline: float | None,
         answer_id: str,
-    ) -> tuple[str, dict[str, int]]:
-        """The model's reply and its token usage, or a message saying the time
-        limit cut it short. The answer streams out as it is written (see
-        :class:`_AnswerRelay`)."""
+    ) -> tuple[str, dict[str, int], bool]:
+        """The model's reply, its token usage and whether the model was called, or a
+        message saying the time limit cut it short. The answer streams out as it is
+        written (see :class:`_AnswerRelay`)."""
         messages = self.messages(state, must_finish=must_finish)
         model = self._bound_model(state, messages[-1].text)
         # The raw reply (thought and action) stays out of the ``messages`` stream:
@@ -384,9 +386,11 @@ class Joiner:
         text: list[str] = []
         usage: dict[str, int] = {}
         remaining = None if deadline is None else deadline - now()
+        called = False
         try:
             if remaining is not None and remaining <= 0:
                 raise _OutOfTime
+            called = True
             limit = asyncio.timeout(remaining)
             try:
                 async with limit:
@@ -417,10 +421,10 @@ class Joiner:
                     raise
                 raise _OutOfTime from None
         except _OutOfTime:
-            return f"Action: Finish({self._out_of_time(state)})", usage
+            return f"Action: Finish({self._out_of_time(state)})", usage, called
         finally:
             await relay.close()
-        return "".join(text), usage
+        return "".join(text), usage, called
 
     def _out_of_time(self, state: LLMCompilerState) -> str:
         limit = f" of {self.run_timeout:g} s" if self.run_timeout else ""

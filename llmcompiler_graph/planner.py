@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
@@ -105,13 +105,14 @@ including its ``N. join()`` line; the end marker is added when it is shown."""
 
 # Shown to the planner as earlier turns of the chat, before the question: one call per
 # item asked about, one per combination, and a single call with the unit the question
-# names. The tools are made up (the grammar keeps a real plan to the real tools), so a
-# plan can copy the form but no call. The 0.5B model, with the rule alone, wrote one
-# call and then ``join()`` for most questions about several items; BFCL ``parallel``
-# (40 items, seed 1) went from 14 to 22 right with these turns. They give way to
-# plans written for the real tools (``examples``): beside the offline examples, whose
-# plans open with a Thought naming the arithmetic, the planner copied these turns'
-# bare calls and left out the math step (offline-qa 31 -> 29 of 34).
+# names. The tools are made up, so by default the turns are shown only where a grammar
+# keeps the plan to the real tools: there a plan can copy the form but no call. With
+# the rule alone, the 0.5B model wrote one call and then ``join()`` for most questions
+# about several items; BFCL ``parallel`` (40 items, seed 1) went from 14 to 22 right
+# with these turns, and ``multiple`` from 5 to 9 of 15. Plans written for the real
+# tools (``examples``) replace them: beside the offline examples, whose plans open
+# with a Thought naming the arithmetic, the planner copied these turns' bare calls and
+# left out the math step (offline-qa 31 -> 29 of 34).
 PLANNER_EXAMPLES: tuple[PlannerExample, ...] = (
     (
         "What is the weather in Oslo and in Lima, in celsius?",
@@ -131,8 +132,9 @@ PLANNER_EXAMPLES: tuple[PlannerExample, ...] = (
 )
 
 
-def plan_example_turn(example: PlannerExample) -> list[BaseMessage]:
-    """A worked planner example as two earlier chat turns: the question, then its plan.
+def plan_example_turn(example: PlannerExample | Sequence[str]) -> list[BaseMessage]:
+    """A worked planner example as two earlier chat turns: the question, then its plan
+    (a plan that already ends with the end marker keeps just one).
 
     Raises:
         ValueError: An example that is not a pair of non-empty strings.
@@ -146,13 +148,42 @@ def plan_example_turn(example: PlannerExample) -> list[BaseMessage]:
         2. join()<END_OF_PLAN>
     """
     if (
-        not isinstance(example, tuple)
+        isinstance(example, str)
+        or not isinstance(example, Sequence)
         or len(example) != 2
         or not all(isinstance(part, str) and part.strip() for part in example)
     ):
         raise ValueError(f"a planner example is a (question, plan) pair of text: {example!r}")
     question, plan = example
-    return [HumanMessage(question), AIMessage(plan.rstrip() + END_OF_PLAN)]
+    plan = plan.rstrip()
+    plan = plan.removesuffix(END_OF_PLAN).rstrip()
+    return [HumanMessage(question), AIMessage(plan + END_OF_PLAN)]
+
+
+def default_example_turns(
+    tool_names: Collection[str], *, grammar: str | None, examples: bool, custom_prompt: bool
+) -> tuple[PlannerExample, ...]:
+    """The worked turns a planner shows when none are given: :data:`PLANNER_EXAMPLES`
+    where a grammar keeps the plan to the real tools, there are tools, and neither plan
+    examples for them nor a prompt of one's own are given; without a turn whose made-up
+    tool is named like a real one (it would teach that tool wrong arguments).
+
+    Example:
+        >>> len(default_example_turns(["search"], grammar="llama.cpp", examples=False,
+        ...     custom_prompt=False))
+        3
+        >>> [q for q, _ in default_example_turns(["translate"], grammar="llama.cpp",
+        ...     examples=False, custom_prompt=False)][1]
+        'How long is the Nile in miles?'
+        >>> default_example_turns(["search"], grammar=None, examples=False, custom_prompt=False)
+        ()
+    """
+    if not grammar or not tool_names or examples or custom_prompt:
+        return ()
+    real = set(tool_names)
+    return tuple(
+        ex for ex in PLANNER_EXAMPLES if not set(re.findall(r"^\d+\. (\w+)\(", ex[1], re.M)) & real
+    )
 
 
 Prompt = str | SystemMessage | Callable[[LLMCompilerState], str | SystemMessage]
@@ -340,8 +371,7 @@ class Planner:
         specs: Tools by name.
         examples: Few-shot example plans, appended to the system prompt.
         example_turns: Worked ``(question, plan)`` turns shown before the
-            conversation; ``None``: :data:`PLANNER_EXAMPLES` unless ``examples``
-            are given, ``()`` for none.
+            conversation; ``None``: :func:`default_example_turns`, ``()`` for none.
         system_prompt: Overrides :data:`PLANNER_SYSTEM_PROMPT`: a template with the
             same fields, as ``str`` or ``SystemMessage``, or a callable taking the
             state and returning one (see :data:`Prompt`).
@@ -377,7 +407,12 @@ class Planner:
             for example in (
                 example_turns
                 if example_turns is not None
-                else (() if self.examples else PLANNER_EXAMPLES)
+                else default_example_turns(
+                    specs,
+                    grammar=grammar,
+                    examples=bool(self.examples),
+                    custom_prompt=system_prompt is not None,
+                )
             )
             for turn in plan_example_turn(example)
         ]

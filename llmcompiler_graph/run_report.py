@@ -39,8 +39,10 @@ def total_usage(state: Mapping[str, Any]) -> dict[str, int]:
     """Planner plus joiner token usage over all rounds, with the number of LLM calls.
 
     ``unreported_calls`` counts the calls whose usage never arrived: a server sends it
-    with the last chunk of a stream, so a planner stream cut short (a model looping
-    over its calls, a time limit) has none, and the sums leave that call out.
+    with the last chunk of a stream, so a stream cut short (a planner looping over its
+    calls, a joiner writing on past its answer, a time limit) has none, and the sums
+    leave that call out. A joiner step decided in code (``joiner_called`` false) made
+    no call and is not counted.
 
     Example:
         >>> usage = total_usage({"rounds": [{"planner_usage": {"input_tokens": 3,
@@ -55,6 +57,8 @@ def total_usage(state: Mapping[str, Any]) -> dict[str, int]:
             usage = rnd.get(f"{role}_usage") or {}
             if f"{role}_start" not in rnd and not usage:
                 continue  # e.g. a round whose joiner has not run yet
+            if rnd.get(f"{role}_called") is False:
+                continue
             calls += 1
             unreported += not usage
             for key in _USAGE_KEYS:

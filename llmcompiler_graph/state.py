@@ -67,6 +67,9 @@ class RoundRecord(TypedDict, total=False):
     joiner_start: float
     joiner_end: float
     joiner_usage: dict[str, int]
+    # False when code decided the step without calling the model (a run out of time,
+    # a comparison with nothing to compare).
+    joiner_called: bool
     joiner_reply: str
     thought: str
     action: Literal["finish", "replan"]

@@ -192,7 +192,7 @@ async def test_a_plan_stream_cut_short_has_unknown_usage(by_question) -> None:
     assert r["usage_unknown"] == 2 and r["input_tokens"] == 0
     assert all(" in=? out=? " in line for line in logs if "ok" in line)
     table = accuracy.format_table({"bfcl-simple": res})
-    assert "over the 0 of 2 items whose model reported usage" in table
+    assert "over the 0 of 2 items whose usage is known" in table
 
 
 def test_suite_registry() -> None:
@@ -269,7 +269,7 @@ def test_format_table() -> None:
                                            "usage_unknown": 1}}}
     )  # fmt: skip
     assert " 300 " in text and " 40" in text
-    assert "over the 1 of 2 items whose model reported usage" in text
+    assert "over the 1 of 2 items whose usage is known" in text
     text = accuracy.format_table(
         {"offline-qa": {"llmcompiler": {**row, "input_tokens": 300, "output_tokens": 40,
                                         "unreported_calls": 3}}}

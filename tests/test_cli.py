@@ -17,6 +17,7 @@ import pytest
 from llmcompiler_graph import cli
 from llmcompiler_graph.cli import ProgressPrinter, build_parser, main, run_ask
 from llmcompiler_graph.config import LocalModelProfile, OpenAIModelProfile, load_agent_config
+from llmcompiler_graph.planner import PLANNER_EXAMPLES
 from llmcompiler_graph.testing.scripted import ScriptedChatModel, finish, replan
 
 QUESTION = "Which is more populous, France or Germany, and by how much?"
@@ -332,9 +333,20 @@ class _FakeServer:
         return WarmStart("restored", Path("/cache/x.kv"), 1234, 0.05)
 
 
-def _ask_on(server: _FakeServer, *, warm_start: bool = True) -> tuple[ScriptedChatModel, str]:
+def _ask_on(
+    server: _FakeServer,
+    *,
+    warm_start: bool = True,
+    grammar: bool = False,
+    plan_examples: bool = True,
+) -> tuple[ScriptedChatModel, str]:
     """``ask`` with a scripted model on ``server``; the model and the progress text."""
-    model = ScriptedChatModel(replies=[PLAN, finish(ANSWER)])
+    # The grammar flag is what the local helper puts on its models.
+    metadata = {"llmcompiler_graph": {"grammar": "llama.cpp"}} if grammar else None
+    model = ScriptedChatModel(replies=[PLAN, finish(ANSWER)], metadata=metadata)
+    config = load_agent_config()
+    if not plan_examples:
+        config = config.model_copy(update={"examples": {}})
     err = io.StringIO()
     code = cli._ask_with(
         model,
@@ -342,7 +354,7 @@ def _ask_on(server: _FakeServer, *, warm_start: bool = True) -> tuple[ScriptedCh
         warm_start=warm_start,
         question=QUESTION,
         label="scripted",
-        config=load_agent_config(),
+        config=config,
         choice=cli._Choice(None, "scripted", "offline"),
         max_replans=0,
         max_concurrency=None,
@@ -354,32 +366,35 @@ def _ask_on(server: _FakeServer, *, warm_start: bool = True) -> tuple[ScriptedCh
     return model, err.getvalue()
 
 
-def test_warm_start_prefixes_are_what_the_planner_and_joiner_send_first() -> None:
+@pytest.mark.parametrize(("grammar", "plan_examples"), [(False, True), (True, False)])
+def test_warm_start_prefixes_are_what_the_planner_and_joiner_send_first(
+    grammar: bool, plan_examples: bool
+) -> None:
     # The prefixes whose KV caches are kept must be exactly the start of what the
-    # planner and the joiner send, each in its own slot.
+    # planner and the joiner send, each in its own slot. With a grammar and no plan
+    # examples for the tools, the planner's start includes its worked turns.
     server = _FakeServer()
-    model, progress = _ask_on(server)
+    model, progress = _ask_on(server, grammar=grammar, plan_examples=plan_examples)
     roles = {"system": "system", "human": "user", "ai": "assistant"}
     for call, prefix in zip(model.calls, server.prefixes, strict=True):
         # The system message and any worked turns, then the question.
         sent = call[: len(prefix)]
         assert prefix == [{"role": roles[m.type], "content": m.text} for m in sent]
         assert call[len(prefix)].text == QUESTION
-    # The offline tool set has its own plan examples, so the planner shows no worked
-    # turns; the joiner shows its own.
-    assert len(server.prefixes[0]) == 1 and len(server.prefixes[1]) > 1
+    turns = 2 * len(PLANNER_EXAMPLES) if grammar and not plan_examples else 0
+    assert len(server.prefixes[0]) == 1 + turns and len(server.prefixes[1]) > 1
     system = model.calls[0][0]
-    assert system.type == "system"
-    assert "Examples of good plans" in system.text and "lookup(" in system.text
+    assert system.type == "system" and "lookup(" in system.text
+    assert ("Examples of good plans" in system.text) == plan_examples
     assert server.slots == [0, 1]
     assert "planner prompt's KV cache (1,234 tokens) restored in 0.05 s" in progress
     assert "joiner prompt's KV cache (1,234 tokens)" in progress
     # One slot: only the planner's prefix, in every slot.
     one = _FakeServer(n_parallel=1)
-    _ask_on(one)
+    _ask_on(one, grammar=grammar, plan_examples=plan_examples)
     assert one.prefixes == server.prefixes[:1] and one.slots == [None]
     # Off: no warm start.
-    _ask_on(server, warm_start=False)
+    _ask_on(server, warm_start=False, grammar=grammar, plan_examples=plan_examples)
     assert len(server.prefixes) == 2
 
 

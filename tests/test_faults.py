@@ -136,6 +136,9 @@ async def test_run_deadline_ends_tools_and_forces_an_answer() -> None:
     assert "deadline" in res[1]["error"] and res[2]["ok"]
     # Past the deadline the joiner's model is not called: the answer says why.
     assert len(model.calls) == 1
+    assert out["rounds"][0]["joiner_called"] is False
+    usage = total_usage(out)
+    assert usage["llm_calls"] == 1 and usage["unreported_calls"] == 0
     answer = out["messages"][-1]
     assert isinstance(answer, AIMessage) and "time limit of 0.5 s" in answer.content
     assert "page http://ok" in answer.content  # what was found is kept

@@ -493,7 +493,10 @@ _point = st.fixed_dictionaries(
     coefficients=st.lists(st.floats(allow_nan=False, allow_infinity=False), max_size=6),
     points=st.lists(_point, max_size=3),
     sizes=st.none()
-    | st.dictionaries(st.text(alphabet="abc'\"\\", max_size=4), st.integers(-(10**17), 10**17)),
+    # At most 32 entries: the grammar's cap on a list's or dict's items (max_items).
+    | st.dictionaries(
+        st.text(alphabet="abc'\"\\", max_size=4), st.integers(-(10**17), 10**17), max_size=32
+    ),
     days=st.integers(1, 7),
 )
 def test_what_the_schema_allows_is_accepted(

@@ -37,6 +37,12 @@ def lookup(key: str) -> dict:
     return {"key": key, "value": len(key)}
 
 
+@tool
+def get_weather(location: str) -> str:
+    """The weather at a place (named like a tool of the planner's worked turns)."""
+    return f"sunny in {location}"
+
+
 PLAN = """Thought: two independent searches, then combine.
 1. search(query="France population")
 2. search("Germany population")
@@ -231,7 +237,8 @@ async def test_replan_sees_history_and_continues_numbering() -> None:
 async def test_planner_reads_worked_turns_between_its_prompt_and_the_question() -> None:
     plan2 = '4. lookup(key="x")\n5. join()<END_OF_PLAN>'
     model = ScriptedChatModel(replies=[PLAN, replan("more"), plan2, finish("Germany")])
-    await create_llm_compiler(model, [search, lookup]).compile().ainvoke(question())
+    graph = create_llm_compiler(model, [search, lookup], grammar="llama.cpp")
+    await graph.compile().ainvoke(question())
     turns = [t for ex in PLANNER_EXAMPLES for t in plan_example_turn(ex)]
     first, replanning = model.calls[0], model.calls[2]
     # Question, then its plan, per example, after the system prompt: the static prefix.
@@ -242,36 +249,58 @@ async def test_planner_reads_worked_turns_between_its_prompt_and_the_question() 
     assert replanning[: len(turns) + 2] == first  # a new plan is asked for after them
     assert "numbering from 4" in replanning[-1].text
 
-    # Custom turns replace them; () shows none.
-    mine = [("Is it sunny in Rome?", '1. search("Rome weather")\n2. join()')]
+
+async def _planner_messages(**options: Any) -> list[Any]:
+    """What the planner of a graph built with ``options`` sends first."""
     model = ScriptedChatModel(replies=[PLAN, finish("yes")])
-    graph = create_llm_compiler(model, [search, lookup], planner_examples=mine, max_replans=0)
-    await graph.compile().ainvoke(question())
-    assert [m.text for m in model.calls[0][1:3]] == [
-        "Is it sunny in Rome?",
-        '1. search("Rome weather")\n2. join()<END_OF_PLAN>',
-    ]
-    model = ScriptedChatModel(replies=[PLAN, finish("yes")])
-    graph = create_llm_compiler(model, [search, lookup], planner_examples=(), max_replans=0)
-    await graph.compile().ainvoke(question())
-    assert [m.type for m in model.calls[0]] == ["system", "human"]
-    # Plans written for the real tools (``examples``) replace the made-up turns,
-    # unless turns are asked for too.
-    for turns_given, expected in ((None, 0), (mine, 2)):
-        model = ScriptedChatModel(replies=[PLAN, finish("yes")])
-        graph = create_llm_compiler(
-            model,
-            [search, lookup],
-            examples=['1. search("x")\n2. join()<END_OF_PLAN>'],
-            planner_examples=turns_given,
-            max_replans=0,
-        )
-        await graph.compile().ainvoke(question())
-        assert "Examples of good plans" in model.calls[0][0].text
-        assert len(model.calls[0]) == 2 + expected
+    options = {"tools": [search, lookup], "max_replans": 0, **options}
+    await create_llm_compiler(model, **options).compile().ainvoke(question())
+    return model.calls[0]
 
 
-@pytest.mark.parametrize("bad", [("only a question",), ("q", ""), ["q", "1. join()"], "q"])
+MINE = [("Is it sunny in Rome?", '1. search("Rome weather")\n2. join()')]
+
+
+@pytest.mark.parametrize(
+    ("options", "turns"),
+    [
+        # The made-up tools are safe only where a grammar keeps plans to the real ones.
+        ({"grammar": "llama.cpp"}, 3),
+        ({}, 0),
+        # Plans for the real tools, or a prompt of one's own, replace them.
+        ({"grammar": "llama.cpp", "examples": ['1. search("x")\n2. join()']}, 0),
+        ({"grammar": "llama.cpp", "planner_prompt": "Plan with {tools}."}, 0),
+        # No tools: no calls to show.
+        ({"grammar": "llama.cpp", "tools": []}, 0),
+        # A made-up tool named like a real one would teach wrong arguments for it.
+        ({"grammar": "llama.cpp", "tools": [search, get_weather]}, 2),
+        # Turns asked for are shown, whatever else is given.
+        ({"planner_examples": MINE, "examples": ['1. search("x")\n2. join()']}, 1),
+        ({"grammar": "llama.cpp", "planner_examples": ()}, 0),
+    ],
+)
+async def test_which_worked_turns_the_planner_shows(options: dict[str, Any], turns: int) -> None:
+    sent = await _planner_messages(**options)
+    assert [m.type for m in sent] == ["system", *["human", "ai"] * turns, "human"]
+    shown = [m.text for m in sent[1:-1:2]]
+    if options.get("planner_examples"):
+        assert shown == ["Is it sunny in Rome?"]
+        assert sent[2].text == '1. search("Rome weather")\n2. join()<END_OF_PLAN>'
+    elif turns:
+        expected = [q for q, plan in PLANNER_EXAMPLES]
+        if turns == 2:
+            expected = [q for q, plan in PLANNER_EXAMPLES if "get_weather(" not in plan]
+        assert shown == expected
+
+
+def test_planner_example_turns_take_any_pair_of_text() -> None:
+    # From JSON or YAML a pair is a list; a plan written with its end marker keeps one.
+    question_turn, plan_turn = plan_example_turn(["Q?", '1. search("q")\n2. join()<END_OF_PLAN>\n'])
+    assert question_turn.text == "Q?"
+    assert plan_turn.text == '1. search("q")\n2. join()<END_OF_PLAN>'
+
+
+@pytest.mark.parametrize("bad", [("only a question",), ("q", ""), "qp", ("q", 1)])
 def test_a_malformed_planner_example_is_rejected_when_the_graph_is_built(bad: Any) -> None:
     with pytest.raises(ValueError, match=r"\(question, plan\) pair"):
         create_llm_compiler(ScriptedChatModel(), [search], planner_examples=[bad])

@@ -18,6 +18,7 @@ from llmcompiler_graph.joiner import (
     rank_records,
     unmet_comparison,
 )
+from llmcompiler_graph.run_report import total_usage
 from llmcompiler_graph.testing.scripted import ScriptedChatModel, finish
 from llmcompiler_graph.tools import offline_tools
 
@@ -414,6 +415,8 @@ def test_a_pick_whose_asked_fact_was_not_looked_up_asks_for_it_once() -> None:
     assert first["reason"] in planner_calls[1]
     # Decided without the model; the model answers from the director it now has.
     assert len(joiner_calls) == 1
+    assert first["joiner_called"] is False and second["joiner_called"] is True
+    assert total_usage(out)["llm_calls"] == len(planner_calls) + len(joiner_calls) == 3
     assert joiner_calls[0].endswith(
         "So the question asks: Who directed Casablanca? Casablanca was directed by Michael Curtiz."
     )

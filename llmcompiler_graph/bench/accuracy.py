@@ -19,8 +19,10 @@ Every suite returns, per system, the same shape as ``offline_qa.evaluate``::
 
 A server sends token usage with a stream's last chunk, so a plan stream the planner
 stopped reading (a model looping over its calls) reports none. A BFCL item's tokens are
-then ``None`` and its suite's ``usage_unknown`` counts it; offline QA rows count such
-calls in ``unreported_calls``. Sums and per-item figures cover what was reported.
+then ``None``, as are those of a failed or timed-out run, and its suite's
+``usage_unknown`` counts it; offline QA rows count the LLM calls that reported none in
+``unreported_calls`` and have ``None`` tokens when their run failed. Sums and per-item
+figures cover what was reported.
 
 Development happens on ``bfcl-simple``, ``bfcl-multiple`` and ``bfcl-parallel``; the
 ``parallel_multiple`` and ``live_*`` suites are for reporting only (their failures are
@@ -136,7 +138,8 @@ def _usage(usage: Mapping[str, Any] | None) -> tuple[int | None, int | None]:
     """Tokens in and out, or ``None`` when the model reported no usage.
 
     A server sends usage with a stream's last chunk, so a plan the planner stopped
-    reading (a model looping over its calls) has none: unknown, not zero.
+    reading (a model looping over its calls) has none: unknown, not zero. So do runs
+    that failed or timed out.
     """
     if not usage:
         return None, None
@@ -469,7 +472,7 @@ def format_table(results: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
             if unknown:
                 notes.append(
                     f"{suite} {system}: tokens per item over the {items - unknown} of "
-                    f"{items} items whose model reported usage"
+                    f"{items} items whose usage is known"
                 )
             if res.get("unreported_calls"):
                 notes.append(

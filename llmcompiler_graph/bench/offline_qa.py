@@ -230,7 +230,7 @@ async def _evaluate(
     rows = []
     for item in items:
         started = time.perf_counter()
-        answer, error, usage = None, None, {"input_tokens": 0, "output_tokens": 0}
+        answer, error, usage = None, None, None
         state: Mapping[str, Any] = {}
         try:
             state = await graph.ainvoke(
@@ -250,11 +250,12 @@ async def _evaluate(
             "answer": answer,
             "correct": check_answer(answer, item["checks"]),
             "seconds": time.perf_counter() - started,
-            "input_tokens": int(usage.get("input_tokens", 0)),
-            "output_tokens": int(usage.get("output_tokens", 0)),
-            # LLM calls whose usage never arrived (a plan stream cut short): the
-            # token counts above leave them out.
-            "unreported_calls": int(usage.get("unreported_calls", 0)),
+            # None when the run failed (its state, and so its usage, is lost).
+            "input_tokens": None if usage is None else usage["input_tokens"],
+            "output_tokens": None if usage is None else usage["output_tokens"],
+            # LLM calls whose usage never arrived (a stream cut short): the token
+            # counts above leave them out.
+            "unreported_calls": 0 if usage is None else usage["unreported_calls"],
         }
         if error is not None:
             row["error"] = error
@@ -267,14 +268,16 @@ async def _evaluate(
         if on_item is not None:
             on_item(row)
     n = len(rows)
+    known = [r for r in rows if r["input_tokens"] is not None]
     return {
         "suite": SUITE,
         "items": rows,
         "accuracy": sum(r["correct"] for r in rows) / n if n else 0.0,
         "seconds_per_item": sum(r["seconds"] for r in rows) / n if n else 0.0,
-        "input_tokens": sum(r["input_tokens"] for r in rows),
-        "output_tokens": sum(r["output_tokens"] for r in rows),
+        "input_tokens": sum(r["input_tokens"] for r in known),
+        "output_tokens": sum(r["output_tokens"] for r in known),
         "unreported_calls": sum(r["unreported_calls"] for r in rows),
+        "usage_unknown": n - len(known),
     }
 
 
