@@ -104,8 +104,8 @@ PlannerExample = tuple[str, str]
 including its ``N. join()`` line; the end marker is added when it is shown."""
 
 # Shown to the planner as earlier turns of the chat, before the question: one call per
-# item asked about, one per combination, and a single call with the unit the question
-# names. The tools are made up, so by default the turns are shown only where a grammar
+# item asked about (names copied as the question writes them, "Portland, OR"), one per
+# combination, and a single call with the unit the question names. The tools are made up, so by default the turns are shown only where a grammar
 # keeps the plan to the real tools: there a plan can copy the form but no call. With
 # the rule alone, the 0.5B model wrote one call and then ``join()`` for most questions
 # about several items; BFCL ``parallel`` (40 items, seed 1) went from 14 to 22 right
@@ -115,9 +115,9 @@ including its ``N. join()`` line; the end marker is added when it is shown."""
 # left out the math step (offline-qa 31 -> 29 of 34).
 PLANNER_EXAMPLES: tuple[PlannerExample, ...] = (
     (
-        "What is the weather in Oslo and in Lima, in celsius?",
-        '1. get_weather(city="Oslo", unit="celsius")\n'
-        '2. get_weather(city="Lima", unit="celsius")\n'
+        "What is the weather in Portland, OR and in Lima, Peru, in celsius?",
+        '1. get_weather(city="Portland, OR", unit="celsius")\n'
+        '2. get_weather(city="Lima, Peru", unit="celsius")\n'
         "3. join()",
     ),
     (
