@@ -105,14 +105,15 @@ including its ``N. join()`` line; the end marker is added when it is shown."""
 
 # Shown to the planner as earlier turns of the chat, before the question: one call per
 # item asked about (names copied as the question writes them, "Portland, OR"), one per
-# combination, and a single call with the unit the question names. The tools are made up, so by default the turns are shown only where a grammar
-# keeps the plan to the real tools: there a plan can copy the form but no call. With
-# the rule alone, the 0.5B model wrote one call and then ``join()`` for most questions
-# about several items; BFCL ``parallel`` (40 items, seed 1) went from 14 to 22 right
-# with these turns, and ``multiple`` from 5 to 9 of 15. Plans written for the real
-# tools (``examples``) replace them: beside the offline examples, whose plans open
-# with a Thought naming the arithmetic, the planner copied these turns' bare calls and
-# left out the math step (offline-qa 31 -> 29 of 34).
+# combination, and a single call with the unit the question names. The tools are made
+# up, so by default the turns are shown only where a grammar keeps the plan to the real
+# tools: there a plan can copy the form but no call. With the rule alone, the 0.5B
+# model wrote one call and then ``join()`` for most questions about several items;
+# BFCL ``parallel`` (40 items, seed 1) went from 14 to 22 right with these turns, and
+# ``multiple`` from 5 to 9 of 15. Plans written for the real tools (``examples``)
+# replace them: beside the offline examples, whose plans open with a Thought naming
+# the arithmetic, the planner copied these turns' bare calls and left out the math
+# step (offline-qa 31 -> 29 of 34).
 PLANNER_EXAMPLES: tuple[PlannerExample, ...] = (
     (
         "What is the weather in Portland, OR and in Lima, Peru, in celsius?",

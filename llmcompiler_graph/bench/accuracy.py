@@ -476,8 +476,8 @@ def format_table(results: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
                 )
             if res.get("unreported_calls"):
                 notes.append(
-                    f"{suite} {system}: not counting {res['unreported_calls']} LLM calls "
-                    "that reported no usage"
+                    f"{suite} {system}: not counting {res['unreported_calls']} LLM call"
+                    f"{'s' * (res['unreported_calls'] != 1)} that reported no usage"
                 )
     return "\n".join(lines + notes)
 

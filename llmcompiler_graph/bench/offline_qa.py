@@ -335,7 +335,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{result['seconds_per_item']:.1f} s/question, "
         f"tokens {result['input_tokens']:,} in / {result['output_tokens']:,} out"
         + (
-            f", not counting {result['unreported_calls']} LLM calls that reported none"
+            f", not counting {result['unreported_calls']} LLM call"
+            f"{'s' * (result['unreported_calls'] != 1)} that reported none"
             if result["unreported_calls"]
             else ""
         )
