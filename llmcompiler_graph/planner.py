@@ -32,7 +32,7 @@ from llmcompiler_graph._sync import in_sync_run, run_sync, stream_writer
 from llmcompiler_graph.executor import ToolSpec, describe_tools, iterate_in_thread
 from llmcompiler_graph.handoff import PlanHandoff, partner_writes
 from llmcompiler_graph.journal import superstep_of
-from llmcompiler_graph.plan import END_OF_PLAN, PlanNote, PlanStreamParser, Task
+from llmcompiler_graph.plan import END_OF_PLAN, PlanNote, PlanParser, PlanStreamParser, Task
 from llmcompiler_graph.state import (
     LLMCompilerState,
     ResultRecord,
@@ -183,7 +183,9 @@ def default_example_turns(
         return ()
     real = set(tool_names)
     return tuple(
-        ex for ex in PLANNER_EXAMPLES if not set(re.findall(r"^\d+\. (\w+)\(", ex[1], re.M)) & real
+        ex
+        for ex in PLANNER_EXAMPLES
+        if not {t.tool for t in PlanParser().parse_text(ex[1]) if not t.is_join} & real
     )
 
 

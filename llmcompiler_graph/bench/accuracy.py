@@ -254,7 +254,7 @@ def _summary(suite: str, system: str, items: list[dict[str, Any]]) -> dict[str, 
         "accuracy": sum(1 for r in items if r["correct"]) / n if n else 0.0,
         "seconds_per_item": sum(r["seconds"] for r in items) / n if n else 0.0,
         "input_tokens": sum(r["input_tokens"] for r in known),
-        "output_tokens": sum(r["output_tokens"] or 0 for r in known),
+        "output_tokens": sum(r["output_tokens"] for r in known),
         "usage_unknown": n - len(known),
         "errors": sum(1 for r in items if r.get("error")),
     }
