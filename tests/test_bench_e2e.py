@@ -58,3 +58,35 @@ def test_parse_args_defaults_and_real_mode_validation() -> None:
     assert real.real
     with pytest.raises(SystemExit):
         parse_args(["--model", "m"])
+
+
+async def test_llm_calls_without_usage_are_counted_not_read_as_zero_tokens() -> None:
+    """A call whose model reported no usage (a stream cut short) is flagged, and the
+    figures say they leave it out, rather than adding 0 tokens as if it were a count."""
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+
+    from llmcompiler_graph.bench.report import format_table
+    from llmcompiler_graph.bench.runner import RunRecord, summarize
+    from llmcompiler_graph.bench.timeline import TimelineRecorder
+
+    rec = TimelineRecorder()
+    usage = {"input_tokens": 5, "output_tokens": 1, "total_tokens": 6}
+    silent = GenericFakeChatModel(messages=iter([AIMessage("a")]))
+    reporting = GenericFakeChatModel(messages=iter([AIMessage("b", usage_metadata=usage)]))
+    await silent.ainvoke("q", config={"callbacks": [rec]})
+    await reporting.ainvoke("q", config={"callbacks": [rec]})
+    spans = rec.llm_spans()
+    assert [s.usage_reported for s in spans] == [False, True]
+    assert (spans[1].input_tokens, spans[1].output_tokens) == (5, 1)
+    assert [s.to_json()["usage_reported"] for s in spans] == [False, True]
+
+    runs = [
+        RunRecord("hotpotqa", "q1", "llmc_stream", 0, 1.0, input_tokens=5, unreported_llm_calls=1),
+        RunRecord("hotpotqa", "q2", "llmc_stream", 1, 1.0, input_tokens=7),
+    ]
+    summary = summarize(runs, None)
+    assert summary["hotpotqa"]["llmc_stream"]["unreported_llm_calls"] == 1
+    assert "leave out 1 LLM call(s) that reported no usage" in format_table(summary)
+    summary["hotpotqa"]["llmc_stream"]["unreported_llm_calls"] = 0
+    assert "reported no usage" not in format_table(summary)

@@ -251,6 +251,12 @@ async def _run_suites(args: argparse.Namespace, log: Any) -> dict[str, Any]:
                 log(
                     f"  rep {rep} {suite:<10} {system:<12} {rec.latency_s:7.2f} s"
                     f"  llm={rec.llm_calls} tools={rec.tool_calls} in={rec.input_tokens}"
+                    + (
+                        f" (not counting {rec.unreported_llm_calls} LLM call(s) that"
+                        " reported no usage)"
+                        if rec.unreported_llm_calls
+                        else ""
+                    )
                     + (f"  ERROR {rec.error[:120]}" if rec.error else "")
                 )
     summary = summarize(records, price)

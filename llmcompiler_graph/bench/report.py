@@ -59,6 +59,14 @@ def format_table(summary: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
                 f"{_f(cost * 1000 if cost is not None else None, '{:.3f}'):>8}"
                 f"{_f(f['accuracy'], '{:.0%}'):>5}{f['errors']:>4}"
             )
+    unreported = sum(
+        f.get("unreported_llm_calls", 0) for systems in summary.values() for f in systems.values()
+    )
+    if unreported:
+        lines.append(
+            f"Token figures leave out {unreported} LLM call(s) that reported no usage "
+            "(see unreported_llm_calls in results.json)."
+        )
     return "\n".join(lines)
 
 

@@ -40,6 +40,9 @@ class RunRecord:
         spans: Timeline (modelled seconds from the run's start).
         error: Error text if the run failed (raised, or timed out).
         tool_errors: Tool calls that ended in an error (the run may still answer).
+        unreported_llm_calls: LLM calls that reported no token usage, so the token
+            figures leave them out (a planner stream cut short, a model that never
+            reports it).
     """
 
     suite: str
@@ -57,6 +60,7 @@ class RunRecord:
     spans: list[Span] = field(default_factory=list)
     error: str | None = None
     tool_errors: int = 0
+    unreported_llm_calls: int = 0
 
     def to_json(self, with_spans: bool = False) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -180,6 +184,7 @@ async def run_once(
         spans=sorted(rec.spans, key=lambda s: s.start),
         error=error,
         tool_errors=sum(s.error is not None for s in tools),
+        unreported_llm_calls=sum(not s.usage_reported for s in llm),
     )
     if system.startswith("llmc") and world is not None:
         record.bound_s = critical_path_bound(item, world, llm)
@@ -226,6 +231,7 @@ def summarize(
             "input_tokens": m(lambda r: r.input_tokens),
             "output_tokens": m(lambda r: r.output_tokens),
             "accuracy": sum(r.correct for r in runs) / len(runs),
+            "unreported_llm_calls": sum(r.unreported_llm_calls for r in runs),
         }
         fig["cost_usd"] = price.cost(fig["input_tokens"], fig["output_tokens"]) if price else None
         out.setdefault(suite, {})[system] = fig

@@ -28,6 +28,8 @@ class Span:
         first_token: Time of the first streamed token (LLM calls).
         input_tokens: Prompt tokens reported by the model.
         output_tokens: Completion tokens reported by the model.
+        usage_reported: Whether the model reported usage at all (a stream cut short
+            does not: servers send it in the last chunk), so 0 tokens are not a count.
         sim: The simulated model's own record of the call (role, modelled times, ...).
         error: Error text when the call failed.
     """
@@ -39,6 +41,7 @@ class Span:
     first_token: float | None = None
     input_tokens: int = 0
     output_tokens: int = 0
+    usage_reported: bool = False
     sim: dict[str, Any] | None = None
     error: str | None = None
     args: str = ""
@@ -59,6 +62,8 @@ class Span:
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
         }
+        if self.kind == "llm":
+            out["usage_reported"] = self.usage_reported
         if self.error:
             out["error"] = self.error
         return out
@@ -125,6 +130,7 @@ class TimelineRecorder(BaseCallbackHandler):
                 message = getattr(gen, "message", None)
                 usage = getattr(message, "usage_metadata", None)
                 if usage:
+                    span.usage_reported = True
                     span.input_tokens += int(usage.get("input_tokens", 0))
                     span.output_tokens += int(usage.get("output_tokens", 0))
                 meta = getattr(message, "response_metadata", None) or {}
@@ -133,8 +139,10 @@ class TimelineRecorder(BaseCallbackHandler):
                     span.name = str(meta["sim"].get("role", "llm"))
         if not span.input_tokens and response.llm_output:
             usage = response.llm_output.get("token_usage") or {}
-            span.input_tokens = int(usage.get("prompt_tokens", 0))
-            span.output_tokens = int(usage.get("completion_tokens", 0))
+            if usage:
+                span.usage_reported = True
+                span.input_tokens = int(usage.get("prompt_tokens", 0))
+                span.output_tokens = int(usage.get("completion_tokens", 0))
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """Close a failed LLM span."""
