@@ -39,7 +39,9 @@ from llmcompiler_graph.state import (
     RoundRecord,
     TokenEvent,
     add_usage,
+    is_replan,
     last_question,
+    question_id,
     usage_of,
 )
 from llmcompiler_graph.task_fetching import SchedulingPolicy
@@ -446,7 +448,7 @@ class Planner:
             *self.example_turns,
             *conversation(state["messages"]),
         ]
-        if state.get("phase") == "replan":
+        if is_replan(state):
             rounds = state.get("rounds") or []
             results = {r["idx"]: r for r in state.get("results") or []}
             history = []
@@ -478,7 +480,7 @@ class Planner:
         return self.model.bind(**grammar_request_kwargs(grammar, self.grammar))
 
     async def anode(self, state: LLMCompilerState, config: RunnableConfig) -> dict[str, Any]:
-        replanning = state.get("phase") == "replan"
+        replanning = is_replan(state)
         prior_tasks = list(state.get("tasks") or []) if replanning else []
         rounds = list(state.get("rounds") or []) if replanning else []
         round_no = len(rounds)
@@ -611,6 +613,8 @@ class Planner:
             "planner_end": now(),
             "planner_usage": usage,
         }
+        if (asked := question_id(state["messages"])) is not None:
+            round_record["question_id"] = asked
         update: dict[str, Any] = {
             "tasks": prior_tasks + records,
             "rounds": [*rounds, round_record],

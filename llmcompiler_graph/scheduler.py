@@ -28,7 +28,7 @@ from llmcompiler_graph.executor import ToolSpec
 from llmcompiler_graph.handoff import PlanHandoff, partner_writes
 from llmcompiler_graph.journal import Journal, superstep_of
 from llmcompiler_graph.plan import Task
-from llmcompiler_graph.state import LLMCompilerState, ResultRecord
+from llmcompiler_graph.state import LLMCompilerState, ResultRecord, is_replan
 from llmcompiler_graph.task_fetching import (
     APPROVAL_REQUEST,
     SchedulingPolicy,
@@ -63,7 +63,7 @@ class Scheduler:
         self.run_timeout = run_timeout
 
     async def anode(self, state: LLMCompilerState, config: RunnableConfig) -> dict[str, Any]:
-        replanning = state.get("phase") == "replan"
+        replanning = is_replan(state)
         earlier = list(state.get("results") or []) if replanning else []
         rounds = list(state.get("rounds") or [])
         handoff: PlanHandoff | None = None
@@ -91,7 +91,7 @@ class Scheduler:
         round_no: int,
         earlier: list[ResultRecord],
     ) -> dict[str, Any]:
-        replanning = state.get("phase") == "replan"
+        replanning = is_replan(state)
         # One deadline per question: the planner's (state holds it from the second
         # round on, and after the first round's planner has finished).
         deadline = state.get("deadline") if replanning or handoff is None else None

@@ -7,6 +7,7 @@ history of rounds live in their own keys, so a parent graph that shares
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal, NotRequired, TypedDict
 
 from langchain_core.messages import HumanMessage
@@ -77,6 +78,8 @@ class RoundRecord(TypedDict, total=False):
     answer: str
     answer_id: str
     forced_finish: bool
+    # The id of the user message the round answers (see is_replan).
+    question_id: str
 
 
 class TaskStartedEvent(TypedDict):
@@ -168,6 +171,29 @@ def add_usage(total: dict[str, int], usage: dict[str, int]) -> None:
     """Add ``usage`` (see :func:`usage_of`) into ``total``."""
     for key, value in usage.items():
         total[key] = total.get(key, 0) + value
+
+
+def question_id(messages: Any) -> str | None:
+    """The id of the user's latest message (``None`` without one)."""
+    for message in reversed(list(messages or ())):
+        if isinstance(message, HumanMessage):
+            return message.id
+    return None
+
+
+def is_replan(state: Mapping[str, Any]) -> bool:
+    """Whether this round continues the current question: the joiner asked for a new
+    plan and no user message came since the last round began.
+
+    A run that failed or was cancelled while replanning leaves ``phase="replan"`` in
+    its checkpoint; a new question on that thread must not inherit that run's tasks,
+    results, replan count or deadline.
+    """
+    if state.get("phase") != "replan":
+        return False
+    rounds = state.get("rounds") or []
+    asked = rounds[-1].get("question_id") if rounds else None
+    return asked is None or asked == question_id(state.get("messages"))
 
 
 def last_question(messages: Any) -> str:
