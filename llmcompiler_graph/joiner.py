@@ -148,6 +148,11 @@ MUST_FINISH = (
 
 _ACTION = re.compile(r"Action\s*:\s*(Finish|Replan)\s*\(", re.IGNORECASE)
 _ACTION_NO_PAREN = re.compile(r"Action\s*:\s*(Finish|Replan)\b\s*:?\s*(.*)", re.IGNORECASE | re.S)
+# An action that starts a line is the reply's decision; one inside a line (a Thought
+# that mentions "Action: Finish(...)") counts only when no line starts with one.
+NO_REPLY = "the joiner model wrote nothing"
+_LINE_ACTION = re.compile(r"(?:^|\n)[ \t]*Action\s*:\s*(Finish|Replan)\s*\(", re.IGNORECASE)
+_LINE_FINISH = re.compile(r"(?:^|\n)[ \t]*Action\s*:\s*(Finish)\s*\(", re.IGNORECASE)
 _ANY_ACTION = re.compile(r"Action\s*:", re.IGNORECASE)
 _THOUGHT = re.compile(r"Thought\s*:\s*(.*?)(?=\n\s*Action\s*:|\Z)", re.IGNORECASE | re.S)
 
@@ -182,13 +187,20 @@ def closing_paren(text: str) -> int | None:
 def parse_joiner_reply(text: str) -> JoinerDecision:
     """Parse a joiner reply; never raises.
 
+    The decision is the first ``Finish`` that starts a line (a model may correct an
+    earlier ``Replan``; the streamed joiner stops reading at that answer's closing
+    parenthesis, so reading the whole reply must agree), else the first ``Replan``
+    that starts a line; a reply with no action at a line start ("Thought: done.
+    Action: Finish(x)") takes its last action.
+
     Example:
         >>> parse_joiner_reply("Thought: ok\\nAction: Finish(Star Wars (film))").content
         'Star Wars (film)'
     """
     thought_match = _THOUGHT.search(text)
     thought = thought_match.group(1).strip() if thought_match else ""
-    actions = list(_ACTION.finditer(text))
+    at_line_start = _LINE_FINISH.search(text) or _LINE_ACTION.search(text)
+    actions = [at_line_start] if at_line_start else list(_ACTION.finditer(text))
     if actions:
         last = actions[-1]
         rest = text[last.end() :]
@@ -420,6 +432,12 @@ class Joiner:
                 if not limit.expired():
                     raise
                 raise _OutOfTime from None
+            except ValueError as exc:
+                # LangChain's stream raises this when the model sent nothing at all:
+                # the run still ends with an answer and the results it has.
+                if text or "No generation chunks" not in str(exc):
+                    raise
+                return f"Action: Finish({self._no_answer(state, NO_REPLY)})", usage, called
         except _OutOfTime:
             return f"Action: Finish({self._out_of_time(state)})", usage, called
         finally:
@@ -428,14 +446,17 @@ class Joiner:
 
     def _out_of_time(self, state: LLMCompilerState) -> str:
         limit = f" of {self.run_timeout:g} s" if self.run_timeout else ""
+        return self._no_answer(
+            state, f"the run's time limit{limit} was reached before the results could be read"
+        )
+
+    @staticmethod
+    def _no_answer(state: LLMCompilerState, why: str) -> str:
         done = [r for r in state.get("results") or [] if r["ok"]]
         found = "; ".join(
             f"{r['tool']}: {truncate(r['content'], 200)}" for r in done[-MAX_RESULTS_IN_TIMEOUT:]
         )
-        return (
-            f"No answer: the run's time limit{limit} was reached before the results "
-            "could be read." + (f" Results so far: {found}" if found else "")
-        )
+        return f"No answer: {why}." + (f" Results so far: {found}" if found else "")
 
     def node(self, state: LLMCompilerState, config: RunnableConfig) -> dict[str, Any]:
         return run_sync(self.anode(state, config))
@@ -1158,8 +1179,9 @@ class _RelayHandle:
         offset = len(self._text)
         self._text += piece
         if self._start is None:
-            match = _ACTION.search(self._text, max(0, offset - 32))
-            if match is None or match.group(1).lower() != "finish":
+            # Only a Finish that starts a line is the answer (see parse_joiner_reply).
+            match = _LINE_FINISH.search(self._text, max(0, offset - 32))
+            if match is None:
                 return
             self._start = match.end()
             while self._start < len(self._text) and self._text[self._start].isspace():
@@ -1167,8 +1189,8 @@ class _RelayHandle:
             offset = self._start
         if self._start < len(self._text) and self._text[self._start].isspace() and not self._sent:
             self._start = len(self._text) - len(self._text[self._start :].lstrip())
-        # A second action ends the answer: the parser takes the last action, so
-        # nothing past this one is relayed (the final message replaces it anyway).
+        # A second action ends what is relayed (the final message, parsed from the
+        # whole reply, replaces the streamed text anyway).
         limit = len(self._text)
         later = _ANY_ACTION.search(self._text, max(self._start, offset - 16))
         if later is not None:
