@@ -10,13 +10,12 @@ never start early: the unit holds them until :meth:`TaskFetchingUnit.decide`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -41,11 +40,16 @@ Emit = Callable[[dict[str, Any]], None]
 log = logging.getLogger(__name__)
 
 # A sync tool that timed out keeps running in its thread (threads cannot be
-# stopped). Under a concurrency cap it keeps its slot until its thread returns,
-# until the unit's ``deadline``, or for this many times its timeout, whichever
-# comes first; after that it no longer counts, so a tool that never returns
-# cannot hold the round.
+# stopped), and so does an async call that ignores its cancellation (it is
+# abandoned). Under a concurrency cap it keeps its slot until it returns, until
+# the unit's ``deadline``, or for this many times its timeout, whichever comes
+# first; after that it no longer counts, so a tool that never returns cannot
+# hold the round.
 ZOMBIE_HOLD_FACTOR = 1.0
+# Seconds (at most the call's own timeout) that a timed-out async call gets to
+# end once cancelled: a well-behaved call ends at once, its cleanup and error
+# callbacks done, as under ``asyncio.timeout``; one still running is abandoned.
+CANCEL_GRACE = 1.0
 APPROVAL_REQUEST = "llmcompiler_approval"
 
 
@@ -175,6 +179,8 @@ class TaskFetchingUnit:
         self._emit = emit
         # Timed-out sync calls whose threads still run, holding their slots.
         self._zombies: dict[int, asyncio.TimerHandle | None] = {}
+        # Timed-out async calls that ignored their cancellation and still run.
+        self._abandoned: set[asyncio.Task[Any]] = set()
         #: The run's deadline (``now()`` seconds), if any: zombie slots end there.
         self.deadline: float | None = None
         #: A tool's KeyboardInterrupt or SystemExit: the run stops with it.
@@ -248,8 +254,14 @@ class TaskFetchingUnit:
         self.cancelled = True
         self._closed = True
         self._queue.clear()
+        self._cancel_calls()
+
+    def _cancel_calls(self) -> None:
         for running in list(self._running.values()):
             running.cancel()
+        # Already cancelled once when abandoned; a new cancellation may yet stop them.
+        for child in list(self._abandoned):
+            child.cancel()
 
     def abort(self, reason: str) -> None:
         """Cancel everything and give every unfinished task ``reason`` as its error."""
@@ -431,9 +443,6 @@ class TaskFetchingUnit:
         announced = False
         input_key = None
         threads = watch_threads()
-        timeout = (
-            asyncio.timeout(spec.timeout) if spec.timeout is not None else contextlib.nullcontext()
-        )
         try:
             decision = self.decisions.get(task.idx)
             if decision is not None and decision.action == "edit" and decision.args is not None:
@@ -480,8 +489,10 @@ class TaskFetchingUnit:
                 call = spec.call_direct(tool_input, self.config)
             else:
                 call = spec.call_langchain(tool_input, self.config, uuid.uuid4(), self.state)
-            async with timeout:
+            if spec.timeout is None:
                 value = await call
+            else:
+                value = await self._call_within(task.idx, call, spec.timeout, threads)
             # Turning the result into text is part of the call: it may fail too.
             content, problem = text_of(value)
         except asyncio.CancelledError as exc:
@@ -491,12 +502,11 @@ class TaskFetchingUnit:
             # The tool raised CancelledError itself: an error like any other.
             error = f"CancelledError: {task.tool} raised CancelledError{_detail(exc)}"
             self._finish(task, ok=False, value=None, error=error, start=start, started=announced)
-        except TimeoutError as exc:
-            if isinstance(timeout, asyncio.Timeout) and timeout.expired():
-                self._hold_slot(task.idx, threads, spec.timeout or 0.0)
-                error = f"TimeoutError: {task.tool} took longer than {spec.timeout:g} s"
-            else:
-                error = f"TimeoutError{_detail(exc)}"
+        except _Expired:
+            error = f"TimeoutError: {task.tool} took longer than {spec.timeout:g} s"
+            self._finish(task, ok=False, value=None, error=error, start=start, started=announced)
+        except TimeoutError as exc:  # the tool's own
+            error = f"TimeoutError{_detail(exc)}"
             self._finish(task, ok=False, value=None, error=error, start=start, started=announced)
         except (KeyboardInterrupt, SystemExit) as exc:
             self._stop_run(task, exc, start=start, started=announced)
@@ -515,6 +525,50 @@ class TaskFetchingUnit:
                     input_key=input_key, content=content,
                 )  # fmt: skip
 
+    async def _call_within(
+        self, idx: int, call: Awaitable[Any], limit: float, threads: list[asyncio.Future[None]]
+    ) -> Any:
+        """``await call``, for at most ``limit`` seconds.
+
+        ``asyncio.timeout`` would cancel the call and then wait for it to end, so
+        a tool that swallows ``CancelledError`` could hold the run for as long as
+        it likes, its late result counting as a success. So the call runs in a
+        child task: when the limit passes, the child is cancelled and, if still
+        running after a short grace, abandoned, like a timed-out sync call's
+        thread. The child is created here, so it runs in a copy of this task's
+        context: the run's config and this call's thread watch.
+
+        Raises:
+            _Expired: The limit passed.
+        """
+        child = self.loop.create_task(_contained(call), name=f"llmcompiler-call-{idx}")
+        child.add_done_callback(_retrieve)
+        try:
+            done, _ = await asyncio.wait((child,), timeout=limit)
+        except BaseException:  # this task is cancelled (the run is): so is the call
+            child.cancel()
+            self._abandon(child)
+            raise
+        if done:
+            value, fatal = child.result()
+            if fatal is not None:
+                raise fatal  # here, where ``_run`` records it (see ``_contained``)
+            return value
+        child.cancel()
+        try:
+            await asyncio.wait((child,), timeout=min(CANCEL_GRACE, limit))
+        finally:
+            self._abandon(child)
+        self._hold_slot(idx, [*threads, child], limit)
+        raise _Expired
+
+    def _abandon(self, child: asyncio.Task[Any]) -> None:
+        """Stop waiting for a cancelled call that has not ended (yet)."""
+        if child.done():
+            return
+        self._abandoned.add(child)
+        child.add_done_callback(self._abandoned.discard)
+
     def _stop_run(self, task: Task, exc: BaseException, *, start: float, started: bool) -> None:
         """A tool raised KeyboardInterrupt or SystemExit: record it, cancel the
         other tools, and make the run end with that exception."""
@@ -527,14 +581,14 @@ class TaskFetchingUnit:
         # Not ``cancel()``: the scheduler must still claim this unit, and raise
         # ``exc`` from ``wait()``, when the planner node has ended meanwhile.
         self._queue.clear()
-        for running in list(self._running.values()):
-            running.cancel()
+        self._cancel_calls()
         if in_sync_run():
             interrupt_run(exc)
         self._check_settled()
 
-    def _hold_slot(self, idx: int, threads: list[asyncio.Future[None]], timeout: float) -> None:
-        """Keep a timed-out call's slot while a thread it started still runs."""
+    def _hold_slot(self, idx: int, threads: Iterable[asyncio.Future[Any]], timeout: float) -> None:
+        """Keep a timed-out call's slot while a thread it started, or the
+        abandoned call itself, still runs."""
         pending = [f for f in threads if not f.done()]
         if not pending or self.policy.max_concurrency is None or self._halted:
             return
@@ -546,7 +600,7 @@ class TaskFetchingUnit:
         def release(_: object = None) -> None:
             if idx not in self._zombies:
                 return
-            if _ is not None:  # a thread returned
+            if _ is not None:  # a thread returned, or the abandoned call ended
                 left[0] -= 1
                 if left[0] > 0:
                     return
@@ -743,9 +797,31 @@ def _parse_decision(raw: Any) -> _Decision:
 def _input_key(tool: str, tool_input: Mapping[str, Any]) -> str | None:
     try:
         text = json.dumps(tool_input, sort_keys=True, ensure_ascii=False, allow_nan=True)
-    except (TypeError, ValueError):
+        data = f"{tool}\0{text}".encode()  # lone surrogates ("\ud83d") do not encode
+    except (TypeError, ValueError):  # UnicodeEncodeError included
         return None  # inputs that are not plain data are never memoized
-    return hashlib.sha256(f"{tool}\0{text}".encode()).hexdigest()[:32]
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+class _Expired(Exception):
+    """A call's timeout passed (unlike a ``TimeoutError`` the tool raised)."""
+
+
+async def _contained(call: Awaitable[Any]) -> tuple[Any, BaseException | None]:
+    """``(result, None)``, or ``(None, exc)`` for a ``KeyboardInterrupt`` or
+    ``SystemExit``: raised in a child task, asyncio would throw these out of
+    the event loop before ``_run`` could record them and stop the run."""
+    try:
+        return await call, None
+    except (KeyboardInterrupt, SystemExit) as exc:
+        return None, exc
+
+
+def _retrieve(child: asyncio.Task[Any]) -> None:
+    """Mark a call's exception retrieved: nobody awaits an abandoned call, and
+    asyncio would log "Task exception was never retrieved"."""
+    if not child.cancelled():
+        child.exception()
 
 
 def _plain(value: Any) -> Any:
