@@ -151,8 +151,9 @@ _ACTION_NO_PAREN = re.compile(r"Action\s*:\s*(Finish|Replan)\b\s*:?\s*(.*)", re.
 # An action that starts a line is the reply's decision; one inside a line (a Thought
 # that mentions "Action: Finish(...)") counts only when no line starts with one.
 NO_REPLY = "the joiner model wrote nothing"
-_LINE_ACTION = re.compile(r"(?:^|\n)[ \t]*Action\s*:\s*(Finish|Replan)\s*\(", re.IGNORECASE)
-_LINE_FINISH = re.compile(r"(?:^|\n)[ \t]*Action\s*:\s*(Finish)\s*\(", re.IGNORECASE)
+# (A line may open with markdown or list marks: "**Action: Finish(x)**", "- Action: ...".)
+_LINE_ACTION = re.compile(r"(?:^|\n)[ \t>*_#-]*Action\s*:\s*(Finish|Replan)\s*\(", re.IGNORECASE)
+_LINE_FINISH = re.compile(r"(?:^|\n)[ \t>*_#-]*Action\s*:\s*(Finish)\s*\(", re.IGNORECASE)
 _ANY_ACTION = re.compile(r"Action\s*:", re.IGNORECASE)
 _THOUGHT = re.compile(r"Thought\s*:\s*(.*?)(?=\n\s*Action\s*:|\Z)", re.IGNORECASE | re.S)
 
@@ -164,6 +165,23 @@ class JoinerDecision:
     action: Literal["finish", "replan"]
     content: str
     thought: str
+
+
+def _decisive_line_action(text: str) -> tuple[re.Match[str], int] | None:
+    """The action that starts a line and decides (see :func:`parse_joiner_reply`),
+    with where its text ends: at the next action that starts a line."""
+    found = list(_LINE_ACTION.finditer(text))
+    spans = [
+        (m, found[i + 1].start() if i + 1 < len(found) else len(text)) for i, m in enumerate(found)
+    ]
+    finishes = [(m, end) for m, end in spans if m.group(1).lower() == "finish"]
+    closed = [(m, end) for m, end in finishes if closing_paren(text[m.end() : end]) is not None]
+    replans = [(m, end) for m, end in spans if m.group(1).lower() == "replan"]
+    return next(iter(closed or replans or finishes), None)
+
+
+def _finish(answer: str) -> JoinerDecision:
+    return JoinerDecision("finish", answer, "")
 
 
 def closing_paren(text: str) -> int | None:
@@ -187,11 +205,13 @@ def closing_paren(text: str) -> int | None:
 def parse_joiner_reply(text: str) -> JoinerDecision:
     """Parse a joiner reply; never raises.
 
-    The decision is the first ``Finish`` that starts a line (a model may correct an
-    earlier ``Replan``; the streamed joiner stops reading at that answer's closing
-    parenthesis, so reading the whole reply must agree), else the first ``Replan``
-    that starts a line; a reply with no action at a line start ("Thought: done.
-    Action: Finish(x)") takes its last action.
+    The decision is the first ``Finish`` that starts a line and closes before the
+    next such action (a model may correct an earlier ``Replan``; the streamed joiner
+    stops reading at that answer's closing parenthesis, so reading the whole reply
+    must agree); else the first ``Replan`` that starts a line; else a ``Finish`` that
+    starts a line and never closes, its answer ending before the next action; a reply
+    with no action at a line start ("Thought: done. Action: Finish(x)") takes its
+    last action.
 
     Example:
         >>> parse_joiner_reply("Thought: ok\\nAction: Finish(Star Wars (film))").content
@@ -199,11 +219,11 @@ def parse_joiner_reply(text: str) -> JoinerDecision:
     """
     thought_match = _THOUGHT.search(text)
     thought = thought_match.group(1).strip() if thought_match else ""
-    at_line_start = _LINE_FINISH.search(text) or _LINE_ACTION.search(text)
-    actions = [at_line_start] if at_line_start else list(_ACTION.finditer(text))
+    chosen = _decisive_line_action(text)
+    actions = [chosen[0]] if chosen else list(_ACTION.finditer(text))
     if actions:
         last = actions[-1]
-        rest = text[last.end() :]
+        rest = text[last.end() : chosen[1] if chosen else len(text)]
         # The answer ends at the ")" that balances "Action: Finish(" (so Star Wars
         # (film) survives, and text a model runs on with after it is not the answer);
         # with unbalanced parentheses, at the last ")".
@@ -335,14 +355,14 @@ class Joiner:
             # Decided here, not by the model: a small joiner named an answer from the
             # half it had (capitals, but no populations to pick one by).
             text, usage = f"Thought: {unmet}\nAction: Replan({unmet})", dict[str, int]()
-            called = False
+            called, decided = False, None
         else:
-            text, usage, called = await self._reply(
+            text, usage, called, decided = await self._reply(
                 state, config, must_finish=must_finish, deadline=deadline, answer_id=answer_id
             )
         # The round's checkpoint has been written by now: its journal is not needed.
         await Journal.delete_for_run(config)
-        decision = parse_joiner_reply(text)
+        decision = decided or parse_joiner_reply(text)
         rounds: list[dict[str, Any]] = [dict(r) for r in state.get("rounds") or []]
         record: dict[str, Any] = {
             "joiner_start": joiner_start,
@@ -383,10 +403,11 @@ class Joiner:
         must_finish: bool,
         deadline: float | None,
         answer_id: str,
-    ) -> tuple[str, dict[str, int], bool]:
-        """The model's reply, its token usage and whether the model was called, or a
-        message saying the time limit cut it short. The answer streams out as it is
-        written (see :class:`_AnswerRelay`)."""
+    ) -> tuple[str, dict[str, int], bool, JoinerDecision | None]:
+        """The model's reply, its token usage, whether the model was called, and the
+        decision when code made it (the time limit cut the reply short, or the model
+        sent nothing): not parsed, so results quoted in it stay whole. The answer
+        streams out as it is written (see :class:`_AnswerRelay`)."""
         messages = self.messages(state, must_finish=must_finish)
         model = self._bound_model(state, messages[-1].text)
         # The raw reply (thought and action) stays out of the ``messages`` stream:
@@ -437,12 +458,14 @@ class Joiner:
                 # the run still ends with an answer and the results it has.
                 if text or "No generation chunks" not in str(exc):
                     raise
-                return f"Action: Finish({self._no_answer(state, NO_REPLY)})", usage, called
+                answer = self._no_answer(state, NO_REPLY)
+                return f"Action: Finish({answer})", usage, called, _finish(answer)
         except _OutOfTime:
-            return f"Action: Finish({self._out_of_time(state)})", usage, called
+            answer = self._out_of_time(state)
+            return f"Action: Finish({answer})", usage, called, _finish(answer)
         finally:
             await relay.close()
-        return "".join(text), usage, called
+        return "".join(text), usage, called, None
 
     def _out_of_time(self, state: LLMCompilerState) -> str:
         limit = f" of {self.run_timeout:g} s" if self.run_timeout else ""

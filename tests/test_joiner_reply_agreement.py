@@ -24,7 +24,7 @@ REPLAN = '2. echo("b")\n3. join()<END_OF_PLAN>'
 @tool
 def echo(x: str) -> str:
     """Echo x."""
-    return f"got {x}"
+    return f"got {x}" if x != "list" else "1) Paris is big"
 
 
 REPLIES = {
@@ -39,6 +39,13 @@ REPLIES = {
     "finish then replan": ("Action: Finish(A)\nThought: hmm\nAction: Replan(need more)", "A"),
     # A model may correct an earlier Replan with a Finish.
     "replan then finish": ("Action: Replan(x)\nThought: no wait\nAction: Finish(y (z))", "y (z)"),
+    # A Finish that never closes before the next action does not swallow it.
+    "unclosed then corrected": (
+        "Thought: x\nAction: Finish(The answer is 42\nAction: Finish(42)",
+        "42",
+    ),
+    # Markdown marks before the action still start the line.
+    "markdown": ("**Action: Finish(Paris)**", "Paris"),
     # No action starts a line: the last one in the reply.
     "one line": ("Thought: done. Action: Finish(Star Wars (film))", "Star Wars (film)"),
 }
@@ -83,3 +90,12 @@ async def test_a_joiner_that_sends_nothing_still_ends_the_run_with_the_results()
         "No answer: the joiner model wrote nothing. Results so far: echo: got a"
     )
     assert out["results"][0]["content"] == "got a"
+
+
+async def test_the_no_answer_message_keeps_results_with_parentheses_whole() -> None:
+    plan = '1. echo("list")\n2. echo("a")\n3. join()<END_OF_PLAN>'
+    graph = create_llm_compiler(_SilentJoiner(replies=[plan]), [echo]).compile()
+    out = await asyncio.wait_for(graph.ainvoke({"messages": [HumanMessage("q?")]}), HANG_CATCHER)
+    answer = out["messages"][-1].content
+    assert answer.startswith("No answer: the joiner model wrote nothing. Results so far: ")
+    assert "echo: 1) Paris is big" in answer and "echo: got a" in answer
