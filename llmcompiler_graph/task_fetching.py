@@ -559,6 +559,10 @@ class TaskFetchingUnit:
             await asyncio.wait((child,), timeout=min(CANCEL_GRACE, limit))
         finally:
             self._abandon(child)
+        if child.done() and not child.cancelled() and child.exception() is None:
+            _, fatal = child.result()
+            if fatal is not None:
+                raise fatal  # a KeyboardInterrupt or SystemExit in its grace still stops the run
         self._hold_slot(idx, [*threads, child], limit)
         raise _Expired
 

@@ -336,6 +336,23 @@ def test_keyboard_interrupt_from_a_tool_with_a_timeout_still_stops_the_run() -> 
         in_thread(lambda: graph.invoke(question()))
 
 
+def test_keyboard_interrupt_raised_in_the_grace_after_a_timeout_still_stops_the_run() -> None:
+    @tool
+    async def stop_when_cancelled(x: str) -> str:
+        """Turns its cancellation into KeyboardInterrupt."""
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            raise KeyboardInterrupt from None
+        return x
+
+    plan = '1. stop_when_cancelled("x")\n2. join()<END_OF_PLAN>'
+    model = ScriptedChatModel(replies=[plan, finish("unused")])
+    graph = create_llm_compiler(model, [stop_when_cancelled], tool_timeout=0.1).compile()
+    with pytest.raises(KeyboardInterrupt):
+        in_thread(lambda: asyncio.run(graph.ainvoke(question())))
+
+
 # ------------------------------------------------------------ the run's context
 
 
