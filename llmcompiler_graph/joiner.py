@@ -140,6 +140,8 @@ ANSWER_TAG = "llmcompiler:answer"
 
 # Results quoted in the answer given when the time limit cuts the joiner short.
 MAX_RESULTS_IN_TIMEOUT = 5
+# Why a joiner model that sent nothing at all gave no answer.
+NO_REPLY = "the joiner model wrote nothing"
 
 MUST_FINISH = (
     "No more replanning is possible: reply with Action: Finish(...) and the best "
@@ -149,11 +151,11 @@ MUST_FINISH = (
 _ACTION = re.compile(r"Action\s*:\s*(Finish|Replan)\s*\(", re.IGNORECASE)
 _ACTION_NO_PAREN = re.compile(r"Action\s*:\s*(Finish|Replan)\b\s*:?\s*(.*)", re.IGNORECASE | re.S)
 # An action that starts a line is the reply's decision; one inside a line (a Thought
-# that mentions "Action: Finish(...)") counts only when no line starts with one.
-NO_REPLY = "the joiner model wrote nothing"
-# (A line may open with markdown or list marks: "**Action: Finish(x)**", "- Action: ...".)
-_LINE_ACTION = re.compile(r"(?:^|\n)[ \t>*_#-]*Action\s*:\s*(Finish|Replan)\s*\(", re.IGNORECASE)
-_LINE_FINISH = re.compile(r"(?:^|\n)[ \t>*_#-]*Action\s*:\s*(Finish)\s*\(", re.IGNORECASE)
+# that mentions "Action: Finish(...)") counts only when no line starts with one. A
+# line may open with markdown or list marks: "**Action: Finish(x)**", "- Action: ...".
+_LINE_START = r"(?:^|\n)[ \t>*_#-]*Action\s*:\s*"
+_LINE_ACTION = re.compile(_LINE_START + r"(Finish|Replan)\s*\(", re.IGNORECASE)
+_LINE_FINISH = re.compile(_LINE_START + r"(Finish)\s*\(", re.IGNORECASE)
 _ANY_ACTION = re.compile(r"Action\s*:", re.IGNORECASE)
 _THOUGHT = re.compile(r"Thought\s*:\s*(.*?)(?=\n\s*Action\s*:|\Z)", re.IGNORECASE | re.S)
 
@@ -167,9 +169,9 @@ class JoinerDecision:
     thought: str
 
 
-def _decisive_line_action(text: str) -> tuple[re.Match[str], int] | None:
-    """The action that starts a line and decides (see :func:`parse_joiner_reply`),
-    with where its text ends: at the next action that starts a line."""
+def _decisive_action(text: str) -> tuple[re.Match[str], int] | None:
+    """The action that decides (see :func:`parse_joiner_reply`), with where its text
+    ends: at the next action that starts a line, or at the reply's end."""
     found = list(_LINE_ACTION.finditer(text))
     spans = [
         (m, found[i + 1].start() if i + 1 < len(found) else len(text)) for i, m in enumerate(found)
@@ -177,7 +179,10 @@ def _decisive_line_action(text: str) -> tuple[re.Match[str], int] | None:
     finishes = [(m, end) for m, end in spans if m.group(1).lower() == "finish"]
     closed = [(m, end) for m, end in finishes if closing_paren(text[m.end() : end]) is not None]
     replans = [(m, end) for m, end in spans if m.group(1).lower() == "replan"]
-    return next(iter(closed or replans or finishes), None)
+    chosen = next(iter(closed or replans or finishes), None)
+    if chosen is None and (anywhere := list(_ACTION.finditer(text))):
+        chosen = anywhere[-1], len(text)
+    return chosen
 
 
 def _finish(answer: str) -> JoinerDecision:
@@ -219,11 +224,10 @@ def parse_joiner_reply(text: str) -> JoinerDecision:
     """
     thought_match = _THOUGHT.search(text)
     thought = thought_match.group(1).strip() if thought_match else ""
-    chosen = _decisive_line_action(text)
-    actions = [chosen[0]] if chosen else list(_ACTION.finditer(text))
-    if actions:
-        last = actions[-1]
-        rest = text[last.end() : chosen[1] if chosen else len(text)]
+    chosen = _decisive_action(text)
+    if chosen is not None:
+        action, end = chosen
+        rest = text[action.end() : end]
         # The answer ends at the ")" that balances "Action: Finish(" (so Star Wars
         # (film) survives, and text a model runs on with after it is not the answer);
         # with unbalanced parentheses, at the last ")".
@@ -232,7 +236,7 @@ def parse_joiner_reply(text: str) -> JoinerDecision:
             close = rest.rfind(")")
         content = (rest[:close] if close >= 0 else rest).strip()
         kind: Literal["finish", "replan"] = (
-            "finish" if last.group(1).lower() == "finish" else "replan"
+            "finish" if action.group(1).lower() == "finish" else "replan"
         )
         return JoinerDecision(kind, content, thought)
     loose = list(_ACTION_NO_PAREN.finditer(text))
@@ -355,7 +359,8 @@ class Joiner:
             # Decided here, not by the model: a small joiner named an answer from the
             # half it had (capitals, but no populations to pick one by).
             text, usage = f"Thought: {unmet}\nAction: Replan({unmet})", dict[str, int]()
-            called, decided = False, None
+            called = False
+            decided: JoinerDecision | None = JoinerDecision("replan", unmet, unmet)
         else:
             text, usage, called, decided = await self._reply(
                 state, config, must_finish=must_finish, deadline=deadline, answer_id=answer_id

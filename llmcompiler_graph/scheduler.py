@@ -78,7 +78,7 @@ class Scheduler:
         else:
             round_no = rounds[-1]["round"] if rounds else 0
         try:
-            return await self._run(state, config, handoff, round_no, earlier)
+            return await self._run(state, config, handoff, round_no, earlier, replanning)
         finally:
             if handoff is not None:
                 handoff.leave("scheduler")
@@ -90,8 +90,8 @@ class Scheduler:
         handoff: PlanHandoff | None,
         round_no: int,
         earlier: list[ResultRecord],
+        replanning: bool,
     ) -> dict[str, Any]:
-        replanning = is_replan(state)
         # One deadline per question: the planner's (state holds it from the second
         # round on, and after the first round's planner has finished).
         deadline = state.get("deadline") if replanning or handoff is None else None
