@@ -1,6 +1,6 @@
 """Fakes for the robustness tests: a chat model whose planner output is any
-chunk iterator (endless, huge, stalling), and a helper to run a blocking call
-with a hang-catcher."""
+chunk iterator (endless, huge, stalling), helpers to run a blocking call or wait
+for a condition with a hang-catcher, and the graph's input and results."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import PrivateAttr
 
@@ -110,3 +110,24 @@ def in_thread(func: Callable[[], Any], timeout: float = 60) -> Any:
     if "error" in box:
         raise box["error"]
     return box["value"]
+
+
+def question(text: str = "q?") -> dict[str, Any]:
+    """The graph's input for one user question."""
+    return {"messages": [HumanMessage(text)]}
+
+
+def results_of(out: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """A run's task results by index."""
+    return {r["idx"]: r for r in out["results"]}
+
+
+async def until(predicate: Callable[[], bool]) -> None:
+    """Wait until ``predicate()`` holds (state another task or thread sets); fail
+    after a minute, which only catches a hang."""
+
+    async def poll() -> None:
+        while not predicate():  # noqa: ASYNC110 - polls state that has no event
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), 60)

@@ -10,7 +10,8 @@ import pathlib
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage
+from fakes import question, results_of
+from langchain_core.messages import AIMessage
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
@@ -21,14 +22,6 @@ from llmcompiler_graph import create_llm_compiler
 from llmcompiler_graph.planner import MAX_CHUNKS_AFTER_PLAN, MAX_NOTES_SHOWN, MAX_UNUSABLE_LINES
 from llmcompiler_graph.run_report import total_usage
 from llmcompiler_graph.testing.scripted import ScriptedChatModel, finish, replan
-
-
-def question(text: str = "q?") -> dict[str, Any]:
-    return {"messages": [HumanMessage(text)]}
-
-
-def results_of(out: dict[str, Any]) -> dict[int, dict[str, Any]]:
-    return {r["idx"]: r for r in out["results"]}
 
 
 @tool

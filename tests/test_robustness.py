@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fakes import StreamModel, in_thread
-from langchain_core.messages import AIMessage, HumanMessage
+from fakes import StreamModel, in_thread, question, results_of, until
+from langchain_core.messages import AIMessage
 from langchain_core.tools import tool
 
 import llmcompiler_graph.task_fetching as task_fetching
@@ -25,14 +25,6 @@ from llmcompiler_graph.task_fetching import SchedulingPolicy, TaskFetchingUnit
 from llmcompiler_graph.testing.scripted import ScriptedChatModel, finish
 
 HANG_S = 60  # only catches a hang
-
-
-def question(text: str = "q?") -> dict[str, Any]:
-    return {"messages": [HumanMessage(text)]}
-
-
-def results_of(out: dict[str, Any]) -> dict[int, dict[str, Any]]:
-    return {r["idx"]: r for r in out["results"]}
 
 
 def ends_with_one_answer(out: dict[str, Any]) -> None:
@@ -236,7 +228,7 @@ async def test_a_real_cancellation_still_cancels_the_tools() -> None:
     for task in PlanParser().parse_text('1. slow("a")\n2. slow("b")'):
         unit.submit(task)
     waiter = asyncio.ensure_future(unit.wait())
-    await _until(lambda: len(unit._running) == 2)
+    await until(lambda: len(unit._running) == 2)
     await asyncio.sleep(0.05)
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -401,14 +393,6 @@ def _cap_probe() -> tuple[Any, Any, dict[str, Any]]:
     return blocker, quick, state
 
 
-async def _until(predicate: Any) -> None:
-    async def poll() -> None:
-        while not predicate():  # noqa: ASYNC110 - the condition is set by another thread
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(poll(), HANG_S)
-
-
 async def test_a_timed_out_sync_tool_keeps_its_slot_while_its_thread_runs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -420,7 +404,7 @@ async def test_a_timed_out_sync_tool_keeps_its_slot_while_its_thread_runs(
         unit.submit(task)
     waiter = asyncio.ensure_future(unit.wait())
     try:
-        await _until(lambda: 1 in unit.results)
+        await until(lambda: 1 in unit.results)
         assert unit.results[1]["error"] == "TimeoutError: blocker took longer than 0.1 s"
         await asyncio.sleep(0.3)
         assert state["started"] == ["a"]  # the thread still runs: no second body yet

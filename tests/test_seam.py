@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from fakes import question
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
@@ -28,10 +29,6 @@ from llmcompiler_graph.journal import JOURNAL_THREAD_SUFFIX
 from llmcompiler_graph.testing.scripted import ScriptedChatModel, finish
 
 HANG_S = 60  # catches a hang; never reached by a passing test
-
-
-def question(text: str = "q?") -> dict[str, Any]:
-    return {"messages": [HumanMessage(text)]}
 
 
 @pytest.fixture(autouse=True)

@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from fakes import in_thread
+from fakes import in_thread, question, results_of, until
 from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage
 from langchain_core.tools import tool
 from langgraph.config import get_config, get_stream_writer
 
@@ -28,14 +27,6 @@ from llmcompiler_graph.task_fetching import SchedulingPolicy, TaskFetchingUnit, 
 from llmcompiler_graph.testing.scripted import ScriptedChatModel, finish
 
 HANG_S = 60  # only catches a hang
-
-
-def question(text: str = "q?") -> dict[str, Any]:
-    return {"messages": [HumanMessage(text)]}
-
-
-def results_of(out: dict[str, Any]) -> dict[int, dict[str, Any]]:
-    return {r["idx"]: r for r in out["results"]}
 
 
 @tool
@@ -87,14 +78,6 @@ def unit_for(plan: str, specs: dict[str, ToolSpec], **options: Any) -> TaskFetch
     for task in PlanParser().parse_text(plan):
         unit.submit(task)
     return unit
-
-
-async def until(predicate: Callable[[], bool]) -> None:
-    async def poll() -> None:
-        while not predicate():  # noqa: ASYNC110 - polls the unit's state
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(poll(), HANG_S)
 
 
 # ------------------------------------------------------------ stubborn async tools
