@@ -142,6 +142,12 @@ ANSWER_TAG = "llmcompiler:answer"
 MAX_RESULTS_IN_TIMEOUT = 5
 # Why a joiner model that sent nothing at all gave no answer.
 NO_REPLY = "the joiner model wrote nothing"
+# Characters and chunks read from one joiner reply at most. Without a grammar or
+# ``max_tokens`` a small model can write its Thought (or an answer) forever; an
+# answer longer than this is cut with a marker, and a reply that reached this bound
+# without an action gives no answer.
+MAX_REPLY_CHARS = 20_000
+MAX_REPLY_CHUNKS = 100_000
 
 MUST_FINISH = (
     "No more replanning is possible: reply with Action: Finish(...) and the best "
@@ -438,10 +444,24 @@ class Joiner:
                         else model.astream(messages, raw_config)
                     )
                     async with aclosing(stream):  # type: ignore[type-var]
-                        after = 0
+                        after = received = chars = 0
                         async for chunk in stream:
                             piece = chunk.text if isinstance(chunk, BaseMessage) else str(chunk)
                             add_usage(usage, usage_of(chunk))
+                            received += 1
+                            chars += len(piece)
+                            if not relay.complete and (
+                                chars > MAX_REPLY_CHARS or received > MAX_REPLY_CHUNKS
+                            ):
+                                # Closing the stream stops the server generating.
+                                text.append(piece[: max(0, MAX_REPLY_CHARS - chars + len(piece))])
+                                reply = "".join(text)
+                                bound = (
+                                    f"{MAX_REPLY_CHARS:,} characters"
+                                    if chars > MAX_REPLY_CHARS
+                                    else f"{MAX_REPLY_CHUNKS:,} chunks"
+                                )
+                                return reply, usage, called, self._cut(state, reply, bound)
                             if relay.complete:
                                 # Past the answer's closing parenthesis a small model runs
                                 # on: read a few chunks for the usage that comes last, then
@@ -471,6 +491,26 @@ class Joiner:
         finally:
             await relay.close()
         return "".join(text), usage, called, None
+
+    def _cut(self, state: LLMCompilerState, reply: str, bound: str) -> JoinerDecision:
+        """The decision of a reply cut at ``bound`` (:data:`MAX_REPLY_CHARS`): its
+        action if it wrote one (an answer that had not closed is marked as cut), else
+        no answer."""
+        chosen = _decisive_action(reply)
+        if chosen is None and not _ACTION_NO_PAREN.search(reply):
+            return _finish(
+                self._no_answer(
+                    state,
+                    f"the joiner model wrote {bound} without an Action, so reading stopped",
+                )
+            )
+        decision = parse_joiner_reply(reply)
+        if decision.action == "finish" and (
+            chosen is None or closing_paren(reply[chosen[0].end() : chosen[1]]) is None
+        ):
+            marker = f" … [cut: the joiner's reply passed {bound}]"
+            return JoinerDecision("finish", decision.content + marker, decision.thought)
+        return decision
 
     def _out_of_time(self, state: LLMCompilerState) -> str:
         limit = f" of {self.run_timeout:g} s" if self.run_timeout else ""

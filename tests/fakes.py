@@ -24,10 +24,12 @@ Chunks = Iterable[str | float]
 
 class StreamModel(BaseChatModel):
     """Plans come from ``plan()`` (a fresh chunk iterable per planner call, which
-    may never end); every other call (the joiner) answers ``answer``."""
+    may never end); every other call (the joiner) answers ``answer``, or streams
+    ``reply()`` when that is given."""
 
     plan: Any
     answer: str = finish("done")
+    reply: Any = None
     _planner_calls: int = PrivateAttr(default=0)
 
     @property
@@ -40,6 +42,8 @@ class StreamModel(BaseChatModel):
             self._planner_calls += 1
             yield from self.plan()
             yield ""  # as real APIs do (a last chunk with the usage); no chunks at all raises
+        elif self.reply is not None:
+            yield from self.reply()
         else:
             yield self.answer
 
