@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import heapq
 import json
 import logging
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -86,6 +88,9 @@ class _Pending:
     task: Task
     waiting: int = 0
     children: list[int] = field(default_factory=list)
+    parents: list[int] = field(default_factory=list)  # this round's tasks it waits on
+    weight: float = 0.0  # its tool's expected latency
+    rank: float = 0.0  # expected latency of the longest chain it heads (itself included)
 
 
 class TaskFetchingUnit:
@@ -171,8 +176,12 @@ class TaskFetchingUnit:
             if record["ok"] and key:
                 self._reuse.setdefault(key, record)
         self._running: dict[int, asyncio.Task[None]] = {}
-        self._queue: list[int] = []
-        self._ranks: dict[int, float] | None = None
+        # Tasks ready but waiting for a slot under max_concurrency: in arrival order
+        # for "fifo"; for "critical_path", a heap keyed by rank whose entries go
+        # stale when a rank rises (a new one is pushed) or the task starts.
+        self._queued: set[int] = set()
+        self._fifo: deque[int] = deque()
+        self._heap: list[tuple[float, int]] = []
         self._outstanding = 0
         self._closed = False
         self._settled: asyncio.Future[None] | None = None
@@ -194,9 +203,10 @@ class TaskFetchingUnit:
             return
         if self.policy.max_tasks is not None and len(self.tasks) >= self.policy.max_tasks:
             task.error = f"not run: the plan has more than {self.policy.max_tasks} tasks"
-        entry = _Pending(task)
+        spec = self.specs.get(task.tool)
+        weight = spec.expected_latency if spec else 0.0
+        entry = _Pending(task, weight=weight, rank=weight)
         self.tasks[task.idx] = entry
-        self._ranks = None
         self._outstanding += 1
         if task.error is None and task.tool not in self.specs:
             names = ", ".join(self.specs) or "none"
@@ -207,6 +217,8 @@ class TaskFetchingUnit:
         for dep in task.deps:
             if dep in self.tasks:
                 self.tasks[dep].children.append(task.idx)
+                entry.parents.append(dep)
+                self._lengthen(dep, entry.rank)
             failure = self._failure_of(dep)
             if failure is not None:
                 self._fail(task, failure)
@@ -253,7 +265,7 @@ class TaskFetchingUnit:
         """Cancel every tool in flight; nothing more starts."""
         self.cancelled = True
         self._closed = True
-        self._queue.clear()
+        self._clear_queue()
         self._cancel_calls()
 
     def _cancel_calls(self) -> None:
@@ -375,38 +387,57 @@ class TaskFetchingUnit:
     def _dispatch(self, idx: int) -> None:
         cap = self.policy.max_concurrency
         if cap is not None and self._busy() >= cap:
-            self._queue.append(idx)
+            self._queued.add(idx)
+            if self.policy.order == "fifo":
+                self._fifo.append(idx)
+            else:
+                heapq.heappush(self._heap, (-self.tasks[idx].rank, idx))
             return
         self._start(idx)
 
     def _pump(self) -> None:
         """Start queued tasks while slots are free."""
         cap = self.policy.max_concurrency
-        while self._queue and not self._halted and (cap is None or self._busy() < cap):
+        while self._queued and not self._halted and (cap is None or self._busy() < cap):
             self._start(self._next_queued())
 
     def _next_queued(self) -> int:
-        if self.policy.order == "fifo" or len(self._queue) == 1:
-            return self._queue.pop(0)
-        ranks = self._critical_path_ranks()
-        best = max(range(len(self._queue)), key=lambda i: (ranks[self._queue[i]], -self._queue[i]))
-        return self._queue.pop(best)
+        """The queued task to start: the first to arrive (``fifo``), or the head of
+        the longest expected chain, the lower index on a tie (``critical_path``)."""
+        if self.policy.order == "fifo":
+            idx = self._fifo.popleft()
+        else:
+            while True:
+                negative_rank, idx = heapq.heappop(self._heap)
+                if idx in self._queued and -negative_rank == self.tasks[idx].rank:
+                    break
+        self._queued.discard(idx)
+        return idx
 
-    def _critical_path_ranks(self) -> dict[int, float]:
-        """Expected latency of the longest chain each task heads.
+    def _lengthen(self, idx: int, tail: float) -> None:
+        """A chain of expected latency ``tail`` now hangs below task ``idx``: raise
+        its rank and its ancestors' where that chain is their longest.
 
-        Dependents always have larger indices, so one pass in reverse index
-        order computes every rank; it is redone only after new tasks arrive.
+        Ranks only rise, and each rise visits only the ancestors it changes, so a
+        wide plan costs little however many tasks it has; a queued task whose rank
+        rose gets a fresh heap entry (the old one is skipped when it surfaces).
         """
-        if self._ranks is None:
-            ranks: dict[int, float] = {}
-            for idx in sorted(self.tasks, reverse=True):
-                entry = self.tasks[idx]
-                spec = self.specs.get(entry.task.tool)
-                weight = spec.expected_latency if spec else 0.0
-                ranks[idx] = weight + max((ranks[c] for c in entry.children), default=0.0)
-            self._ranks = ranks
-        return self._ranks
+        stack = [(idx, tail)]
+        while stack:
+            idx, tail = stack.pop()
+            entry = self.tasks[idx]
+            rank = entry.weight + tail
+            if rank <= entry.rank:
+                continue
+            entry.rank = rank
+            if idx in self._queued and self.policy.order != "fifo":
+                heapq.heappush(self._heap, (-rank, idx))
+            stack.extend((parent, rank) for parent in entry.parents)
+
+    def _clear_queue(self) -> None:
+        self._queued.clear()
+        self._fifo.clear()
+        self._heap.clear()
 
     def _start(self, idx: int) -> None:
         running = self.loop.create_task(
@@ -584,7 +615,7 @@ class TaskFetchingUnit:
         )
         # Not ``cancel()``: the scheduler must still claim this unit, and raise
         # ``exc`` from ``wait()``, when the planner node has ended meanwhile.
-        self._queue.clear()
+        self._clear_queue()
         self._cancel_calls()
         if in_sync_run():
             interrupt_run(exc)
@@ -734,7 +765,7 @@ class TaskFetchingUnit:
         if (
             self._outstanding == 0
             or self.fatal is not None
-            or (self.held and not self._running and not self._queue)
+            or (self.held and not self._running and not self._queued)
         ):
             self._settled.set_result(None)
 
