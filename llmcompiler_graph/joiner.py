@@ -142,12 +142,14 @@ ANSWER_TAG = "llmcompiler:answer"
 MAX_RESULTS_IN_TIMEOUT = 5
 # Why a joiner model that sent nothing at all gave no answer.
 NO_REPLY = "the joiner model wrote nothing"
-# Characters and chunks read from one joiner reply at most. Without a grammar or
-# ``max_tokens`` a small model can write its Thought (or an answer) forever; an
-# answer longer than this is cut with a marker, and a reply that reached this bound
-# without an action gives no answer.
-MAX_REPLY_CHARS = 20_000
+# Characters and chunks read from one joiner reply at most while no answer has
+# closed. Without a grammar or ``max_tokens`` a small model can write its Thought
+# (or an answer) forever. Generous: a model that thinks aloud inline may write a
+# long, finished reply (see :meth:`Joiner._cut` for what a cut reply decides).
+MAX_REPLY_CHARS = 100_000
 MAX_REPLY_CHUNKS = 100_000
+# Characters kept of a replan reason the bound cut off.
+MAX_CUT_REASON_CHARS = 300
 
 MUST_FINISH = (
     "No more replanning is possible: reply with Action: Finish(...) and the best "
@@ -189,6 +191,23 @@ def _decisive_action(text: str) -> tuple[re.Match[str], int] | None:
     if chosen is None and (anywhere := list(_ACTION.finditer(text))):
         chosen = anywhere[-1], len(text)
     return chosen
+
+
+def _last_closed_action(text: str) -> JoinerDecision | None:
+    """The last ``Action: Finish(…)``/``Replan(…)`` anywhere in ``text`` whose
+    parenthesis closes before the next action, with its content; ``None`` if none."""
+    found = list(_ACTION.finditer(text))
+    for i in range(len(found) - 1, -1, -1):
+        action = found[i]
+        end = found[i + 1].start() if i + 1 < len(found) else len(text)
+        close = closing_paren(text[action.end() : end])
+        content = text[action.end() : action.end() + close].strip() if close is not None else ""
+        if content:
+            kind: Literal["finish", "replan"] = (
+                "finish" if action.group(1).lower() == "finish" else "replan"
+            )
+            return JoinerDecision(kind, content, "")
+    return None
 
 
 def _finish(answer: str) -> JoinerDecision:
@@ -431,6 +450,7 @@ class Joiner:
         usage: dict[str, int] = {}
         remaining = None if deadline is None else deadline - now()
         called = False
+        decided: JoinerDecision | None = None
         try:
             if remaining is not None and remaining <= 0:
                 raise _OutOfTime
@@ -448,20 +468,6 @@ class Joiner:
                         async for chunk in stream:
                             piece = chunk.text if isinstance(chunk, BaseMessage) else str(chunk)
                             add_usage(usage, usage_of(chunk))
-                            received += 1
-                            chars += len(piece)
-                            if not relay.complete and (
-                                chars > MAX_REPLY_CHARS or received > MAX_REPLY_CHUNKS
-                            ):
-                                # Closing the stream stops the server generating.
-                                text.append(piece[: max(0, MAX_REPLY_CHARS - chars + len(piece))])
-                                reply = "".join(text)
-                                bound = (
-                                    f"{MAX_REPLY_CHARS:,} characters"
-                                    if chars > MAX_REPLY_CHARS
-                                    else f"{MAX_REPLY_CHUNKS:,} chunks"
-                                )
-                                return reply, usage, called, self._cut(state, reply, bound)
                             if relay.complete:
                                 # Past the answer's closing parenthesis a small model runs
                                 # on: read a few chunks for the usage that comes last, then
@@ -474,6 +480,20 @@ class Joiner:
                             if piece and write is not None:
                                 write(TokenEvent(event="joiner_token", text=piece, round=round_no))
                             relay.feed(piece)
+                            received += 1
+                            chars += len(piece)
+                            if not relay.complete and (
+                                chars > MAX_REPLY_CHARS or received > MAX_REPLY_CHUNKS
+                            ):
+                                # Stop reading (closing the stream stops the server
+                                # generating); what arrived is all kept.
+                                bound = (
+                                    f"{MAX_REPLY_CHARS:,} characters"
+                                    if chars > MAX_REPLY_CHARS
+                                    else f"{MAX_REPLY_CHUNKS:,} chunks"
+                                )
+                                decided = self._cut(state, "".join(text), bound)
+                                break
             except TimeoutError:
                 if not limit.expired():
                     raise
@@ -486,34 +506,54 @@ class Joiner:
                 answer = self._no_answer(state, NO_REPLY)
                 return f"Action: Finish({answer})", usage, called, _finish(answer)
         except _OutOfTime:
-            answer = self._out_of_time(state)
-            return f"Action: Finish({answer})", usage, called, _finish(answer)
+            if relay.complete:  # the answer had closed: only the drain was cut short
+                return "".join(text), usage, called, None
+            answer = self._out_of_time(state, relay.written)
+            decided = _finish(answer)
+            return f"Action: Finish({answer})", usage, called, decided
         finally:
-            await relay.close()
-        return "".join(text), usage, called, None
+            final = decided.content if decided and decided.action == "finish" else None
+            await relay.close(final)
+        return "".join(text), usage, called, decided
 
     def _cut(self, state: LLMCompilerState, reply: str, bound: str) -> JoinerDecision:
-        """The decision of a reply cut at ``bound`` (:data:`MAX_REPLY_CHARS`): its
-        action if it wrote one (an answer that had not closed is marked as cut), else
-        no answer."""
-        chosen = _decisive_action(reply)
-        if chosen is None and not _ACTION_NO_PAREN.search(reply):
-            return _finish(
-                self._no_answer(
-                    state,
-                    f"the joiner model wrote {bound} without an Action, so reading stopped",
-                )
-            )
-        decision = parse_joiner_reply(reply)
-        if decision.action == "finish" and (
-            chosen is None or closing_paren(reply[chosen[0].end() : chosen[1]]) is None
-        ):
-            marker = f" … [cut: the joiner's reply passed {bound}]"
-            return JoinerDecision("finish", decision.content + marker, decision.thought)
-        return decision
+        """The decision of a reply cut off at ``bound`` (:data:`MAX_REPLY_CHARS`).
 
-    def _out_of_time(self, state: LLMCompilerState) -> str:
+        An action the model finished writing stands (the deciding one, else the
+        last closed one anywhere: a reply repeating ``Action: Finish(42)`` on one
+        line). Else a ``Finish`` answer that starts a line and was still open is
+        the answer so far, all of it, marked as cut; an open line-start ``Replan``
+        asks for a new plan with the start of its reason. Anything else (a Thought
+        that only mentions an action, an empty answer) gives no answer.
+        """
+        marker = f" … [cut: the joiner's reply passed {bound}]"
+        chosen = _decisive_action(reply)
+        if chosen is not None and closing_paren(reply[chosen[0].end() : chosen[1]]) is not None:
+            return parse_joiner_reply(reply)
+        closed = _last_closed_action(reply)
+        if closed is not None:
+            return closed
+        if chosen is not None and chosen[0].re is _LINE_ACTION:
+            action, end = chosen
+            content = reply[action.end() : end].strip()
+            thought_match = _THOUGHT.search(reply, 0, action.start())
+            thought = thought_match.group(1).strip() if thought_match else ""
+            if content and action.group(1).lower() == "finish":
+                return JoinerDecision("finish", content + marker, thought)
+            if content:
+                return JoinerDecision("replan", content[:MAX_CUT_REASON_CHARS] + marker, thought)
+        return _finish(
+            self._no_answer(
+                state, f"the joiner model wrote {bound} without an Action, so reading stopped"
+            )
+        )
+
+    def _out_of_time(self, state: LLMCompilerState, streamed: str = "") -> str:
         limit = f" of {self.run_timeout:g} s" if self.run_timeout else ""
+        if streamed.strip():
+            # An answer already streaming stays the answer's beginning: a chat UI
+            # keeps what it was sent, so the final message must start with it.
+            return f"{streamed} … [cut: the run's time limit{limit} was reached]"
         return self._no_answer(
             state, f"the run's time limit{limit} was reached before the results could be read"
         )
@@ -1287,9 +1327,28 @@ class _RelayHandle:
         async for _ in stream:
             pass
 
-    async def close(self) -> None:
+    @property
+    def sent(self) -> str:
+        """The answer's text relayed so far."""
+        return "" if self._start is None else self._text[self._start : self._start + self._sent]
+
+    @property
+    def written(self) -> str:
+        """The answer's text written so far (more than :attr:`sent` while a ``)``
+        may still turn out to end it), up to a later action if one came."""
+        if self._start is None or self._done:
+            return self.sent
+        return self._text[self._start :].rstrip()
+
+    async def close(self, final: str | None = None) -> None:
+        """End the relayed message; with ``final``, the answer the joiner decided
+        in code, first relay the rest of it (a chat UI keeps the streamed text, and
+        LangGraph does not send a message again under an id already streamed)."""
         if self._task is None:
             return
+        sent = self.sent
+        if final is not None and final.startswith(sent) and len(final) > len(sent):
+            self._queue.put_nowait(final[len(sent) :])
         self._queue.put_nowait(None)
         try:
             await self._task

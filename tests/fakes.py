@@ -68,8 +68,10 @@ class StreamModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         for piece in self._chunks(messages):
+            # A real stream waits on the network between chunks; without a pause an
+            # endless fake would starve the event loop and its hang-catching timeout.
+            await asyncio.sleep(piece if isinstance(piece, float) else 0)
             if isinstance(piece, float):
-                await asyncio.sleep(piece)
                 continue
             yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
 

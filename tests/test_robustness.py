@@ -102,66 +102,6 @@ async def test_very_large_plan_in_one_chunk_ends() -> None:
     assert sum(r["ok"] for r in out["results"]) == 10
 
 
-PLAN_OK = '1. ok("found it")\n2. join()<END_OF_PLAN>'
-CUT = " … [cut: the joiner's reply passed 20,000 characters]"
-
-
-@pytest.mark.parametrize(
-    ("reply", "answer_start", "answer_end"),
-    [
-        pytest.param(
-            lambda: _endless("Thought: still thinking "),
-            "No answer: the joiner model wrote 20,000 characters without an Action",
-            "Results so far: ok: found it",
-            id="endless-thought",
-        ),
-        pytest.param(
-            lambda: itertools.chain(["Thought: ok\nAction: Finish(1"], _endless(", 1")),
-            "1, 1, 1",
-            CUT,
-            id="endless-answer",
-        ),
-        pytest.param(
-            lambda: _endless(""),
-            "No answer: the joiner model wrote 100,000 chunks without an Action",
-            "Results so far: ok: found it",
-            id="endless-empty-chunks",
-        ),
-    ],
-)
-async def test_endless_joiner_output_ends_the_run(
-    reply: Any, answer_start: str, answer_end: str
-) -> None:
-    # No grammar, no max_tokens, no run_timeout: only the joiner's own bound ends it.
-    out = await run_graph(StreamModel(plan=lambda: [PLAN_OK], reply=reply), [ok])
-    answer = str(out["messages"][-1].content)
-    assert answer.startswith(answer_start) and answer.endswith(answer_end)
-    assert len(answer) < 21_000
-    assert out["rounds"][-1]["action"] == "finish"
-
-
-def test_endless_joiner_output_ends_a_sync_run() -> None:
-    model = StreamModel(plan=lambda: [PLAN_OK], reply=lambda: _endless("Thought: hmm "))
-    graph = create_llm_compiler(model, [ok_sync]).compile()
-    out = in_thread(lambda: graph.invoke(question()))
-    ends_with_one_answer(out)
-    assert str(out["messages"][-1].content).startswith("No answer: the joiner model wrote")
-
-
-async def test_a_replan_then_endless_text_is_still_a_replan() -> None:
-    replies = iter(
-        [
-            lambda: itertools.chain(["Action: Replan(need more)\n"], _endless("and more ")),
-            lambda: iter([finish("found it")]),
-        ]
-    )
-    model = StreamModel(plan=lambda: [PLAN_OK], reply=lambda: next(replies)())
-    out = await run_graph(model, [ok])
-    assert [r["action"] for r in out["rounds"]] == ["replan", "finish"]
-    assert out["rounds"][0]["reason"] == "need more"
-    assert out["messages"][-1].content == "found it"
-
-
 # ------------------------------------------------------------ 2. tools that wedge
 
 
