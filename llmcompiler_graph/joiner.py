@@ -165,6 +165,8 @@ _LINE_START = r"(?:^|\n)[ \t>*_#-]*Action\s*:\s*"
 _LINE_ACTION = re.compile(_LINE_START + r"(Finish|Replan)\s*\(", re.IGNORECASE)
 _LINE_FINISH = re.compile(_LINE_START + r"(Finish)\s*\(", re.IGNORECASE)
 _ANY_ACTION = re.compile(r"Action\s*:", re.IGNORECASE)
+# A last line that is only the beginning of a line-start action ("\n**Act").
+_PARTIAL_ACTION = re.compile(r"\n[ \t>*_#-]*(?:A|Ac|Act|Acti|Actio|Action)\s*\Z", re.IGNORECASE)
 _THOUGHT = re.compile(r"Thought\s*:\s*(.*?)(?=\n\s*Action\s*:|\Z)", re.IGNORECASE | re.S)
 
 
@@ -193,6 +195,13 @@ def _decisive_action(text: str) -> tuple[re.Match[str], int] | None:
     return chosen
 
 
+def _closed_decision(text: str) -> bool:
+    """Whether the action that decides ``text`` (see :func:`parse_joiner_reply`) has
+    closed its parenthesis: the model finished writing it."""
+    chosen = _decisive_action(text)
+    return chosen is not None and closing_paren(text[chosen[0].end() : chosen[1]]) is not None
+
+
 def _last_closed_action(text: str) -> JoinerDecision | None:
     """The last ``Action: Finish(…)``/``Replan(…)`` anywhere in ``text`` whose
     parenthesis closes before the next action, with its content; ``None`` if none."""
@@ -208,6 +217,18 @@ def _last_closed_action(text: str) -> JoinerDecision | None:
             )
             return JoinerDecision(kind, content, "")
     return None
+
+
+def _new_answer_id() -> str:
+    return f"llmcompiler-answer-{uuid.uuid4()}"
+
+
+def _kept_answer(decision: JoinerDecision, reply: str, *, must_finish: bool) -> str | None:
+    """The answer a round keeps (``None`` when it replans): a replan the joiner may
+    no longer make ends the question with its reason."""
+    if decision.action == "replan" and not must_finish:
+        return None
+    return decision.content or decision.thought or reply.strip()
 
 
 def _finish(answer: str) -> JoinerDecision:
@@ -373,11 +394,11 @@ class Joiner:
             or (remaining_steps is not None and remaining_steps <= self.steps_per_round)
         )
         joiner_start = now()
-        # One answer message per question: a reply that began to stream an answer
-        # and then replanned hands its id on, so the streamed message is the kept one.
+        # One answer message per question: each round hands its id on to the next,
+        # unless text was streamed under it (a chat UI keeps what it was sent).
         answer_id = next(
-            (r["answer_id"] for r in state.get("rounds") or () if r.get("answer_id")),
-            f"llmcompiler-answer-{uuid.uuid4()}",
+            (r["answer_id"] for r in reversed(state.get("rounds") or ()) if r.get("answer_id")),
+            _new_answer_id(),
         )
         unmet = "" if must_finish else unmet_comparison(state)
         if unmet:
@@ -385,14 +406,19 @@ class Joiner:
             # half it had (capitals, but no populations to pick one by).
             text, usage = f"Thought: {unmet}\nAction: Replan({unmet})", dict[str, int]()
             called = False
-            decided: JoinerDecision | None = JoinerDecision("replan", unmet, unmet)
+            decision = JoinerDecision("replan", unmet, unmet)
+            streamed = ""
         else:
-            text, usage, called, decided = await self._reply(
+            text, usage, called, decision, streamed = await self._reply(
                 state, config, must_finish=must_finish, deadline=deadline, answer_id=answer_id
             )
         # The round's checkpoint has been written by now: its journal is not needed.
         await Journal.delete_for_run(config)
-        decision = decided or parse_joiner_reply(text)
+        kept = _kept_answer(decision, text, must_finish=must_finish)
+        if streamed and kept != streamed:
+            # What streamed is not the answer kept (a later action decided, or the
+            # round replans): the kept answer goes out as a message of its own.
+            answer_id = _new_answer_id()
         rounds: list[dict[str, Any]] = [dict(r) for r in state.get("rounds") or []]
         record: dict[str, Any] = {
             "joiner_start": joiner_start,
@@ -412,7 +438,7 @@ class Joiner:
                 rounds[-1] = {**rounds[-1], **record}
             return {"rounds": rounds, "replans": replans + 1, "phase": "replan"}
         forced = decision.action == "replan"
-        answer = decision.content or decision.thought or text.strip()
+        answer = kept or ""
         if forced:
             record.update(reason=decision.content, forced_finish=True)
         record["answer"] = answer
@@ -433,11 +459,13 @@ class Joiner:
         must_finish: bool,
         deadline: float | None,
         answer_id: str,
-    ) -> tuple[str, dict[str, int], bool, JoinerDecision | None]:
-        """The model's reply, its token usage, whether the model was called, and the
-        decision when code made it (the time limit cut the reply short, or the model
-        sent nothing): not parsed, so results quoted in it stay whole. The answer
-        streams out as it is written (see :class:`_AnswerRelay`)."""
+    ) -> tuple[str, dict[str, int], bool, JoinerDecision, str]:
+        """The model's reply, its token usage, whether the model was called, the
+        decision, and the answer text streamed to chat UIs (see :class:`_AnswerRelay`).
+
+        A decision made in code (the time limit or the bound cut the reply short, the
+        model sent nothing) is not parsed back from the text, so results quoted in it
+        stay whole."""
         messages = self.messages(state, must_finish=must_finish)
         model = self._bound_model(state, messages[-1].text)
         # The raw reply (thought and action) stays out of the ``messages`` stream:
@@ -451,6 +479,7 @@ class Joiner:
         remaining = None if deadline is None else deadline - now()
         called = False
         decided: JoinerDecision | None = None
+        shown: str | None = None  # the reply as recorded, when code decided
         try:
             if remaining is not None and remaining <= 0:
                 raise _OutOfTime
@@ -504,36 +533,41 @@ class Joiner:
                 if text or "No generation chunks" not in str(exc):
                     raise
                 answer = self._no_answer(state, NO_REPLY)
-                return f"Action: Finish({answer})", usage, called, _finish(answer)
+                decided, shown = _finish(answer), f"Action: Finish({answer})"
         except _OutOfTime:
-            if relay.complete:  # the answer had closed: only the drain was cut short
-                return "".join(text), usage, called, None
-            answer = self._out_of_time(state, relay.written)
-            decided = _finish(answer)
-            return f"Action: Finish({answer})", usage, called, decided
-        finally:
-            final = decided.content if decided and decided.action == "finish" else None
-            await relay.close(final)
-        return "".join(text), usage, called, decided
+            # An action the model finished (an answer that had closed, with only the
+            # drain cut short) stands; else what the time limit left.
+            if not _closed_decision("".join(text)):
+                answer = self._out_of_time(state, relay.written)
+                decided, shown = _finish(answer), f"Action: Finish({answer})"
+        except BaseException:
+            await relay.close()
+            raise
+        reply = "".join(text) if shown is None else shown
+        if decided is None:
+            decided = parse_joiner_reply(reply)
+        streamed = await relay.close(_kept_answer(decided, reply, must_finish=must_finish))
+        return reply, usage, called, decided, streamed
 
     def _cut(self, state: LLMCompilerState, reply: str, bound: str) -> JoinerDecision:
         """The decision of a reply cut off at ``bound`` (:data:`MAX_REPLY_CHARS`).
 
-        An action the model finished writing stands (the deciding one, else the
-        last closed one anywhere: a reply repeating ``Action: Finish(42)`` on one
-        line). Else a ``Finish`` answer that starts a line and was still open is
+        An action the model finished writing stands (the deciding one; where no
+        action starts a line, the last closed one: a reply repeating ``Action:
+        Finish(42)`` on one line). Else a ``Finish`` answer that starts a line and was still open is
         the answer so far, all of it, marked as cut; an open line-start ``Replan``
         asks for a new plan with the start of its reason. Anything else (a Thought
         that only mentions an action, an empty answer) gives no answer.
         """
         marker = f" … [cut: the joiner's reply passed {bound}]"
-        chosen = _decisive_action(reply)
-        if chosen is not None and closing_paren(reply[chosen[0].end() : chosen[1]]) is not None:
+        if _closed_decision(reply):
             return parse_joiner_reply(reply)
-        closed = _last_closed_action(reply)
+        chosen = _decisive_action(reply)
+        line_start = chosen is not None and chosen[0].re is _LINE_ACTION
+        closed = None if line_start else _last_closed_action(reply)
         if closed is not None:
             return closed
-        if chosen is not None and chosen[0].re is _LINE_ACTION:
+        if chosen is not None and line_start:
             action, end = chosen
             content = reply[action.end() : end].strip()
             thought_match = _THOUGHT.search(reply, 0, action.start())
@@ -1278,6 +1312,11 @@ class _RelayHandle:
         self._start: int | None = None
         self._sent = 0  # characters of the answer relayed so far
         self._close = -1  # position of the last ")" after the start
+        self._limit = 0  # where the answer's text ends: a later action, or the text's end
+        # Bracket depth of the answer up to ``_scanned``: each character is read
+        # once, so a long answer in small chunks costs linear time.
+        self._depth = 0
+        self._scanned = 0
         self._done = False
         self.complete = False  # the Finish answer's closing parenthesis has arrived
 
@@ -1291,31 +1330,60 @@ class _RelayHandle:
             match = _LINE_FINISH.search(self._text, max(0, offset - 32))
             if match is None:
                 return
-            self._start = match.end()
-            while self._start < len(self._text) and self._text[self._start].isspace():
-                self._start += 1
+            self._start = self._scanned = match.end()
             offset = self._start
-        if self._start < len(self._text) and self._text[self._start].isspace() and not self._sent:
-            self._start = len(self._text) - len(self._text[self._start :].lstrip())
+        if not self._sent:
+            # Leading blanks are not the answer (they may come in several pieces).
+            start = len(self._text) - len(self._text[self._start :].lstrip())
+            if start != self._start:
+                self._start = self._scanned = start
+                self._depth, self._close = 0, -1
         # A second action ends what is relayed (the final message, parsed from the
         # whole reply, replaces the streamed text anyway).
         limit = len(self._text)
         later = _ANY_ACTION.search(self._text, max(self._start, offset - 16))
         if later is not None:
             limit, self._done = later.start(), True
-        balanced = closing_paren(self._text[self._start : limit])
-        if balanced is not None:
-            # The answer is complete: its closing parenthesis has arrived.
-            limit, self._done, self.complete = self._start + balanced, True, True
-            self._close = limit
-        else:
-            close = self._text.rfind(")", max(offset, self._start), limit)
-            if close >= 0:
-                self._close = close
-        end = self._close if self._close >= self._start else self._start
+        self._limit = limit
+        for i in range(self._scanned, limit):
+            char = self._text[i]
+            if char == "(":
+                self._depth += 1
+            elif char == ")":
+                self._depth -= 1
+                if self._depth < 0:
+                    # The answer is complete: its closing parenthesis has arrived.
+                    limit = self._limit = self._close = i
+                    self._done = self.complete = True
+                    break
+                self._close = i
+        self._scanned = max(self._scanned, limit)
+        # Up to the last ")" (the answer may end there), without trailing blanks
+        # (the kept answer is stripped).
+        end = min(self._close, limit) if self._close >= self._start else self._start
+        while end > self._start + self._sent and self._text[end - 1].isspace():
+            end -= 1
         if end - self._start > self._sent:
             self._put(self._text[self._start + self._sent : end])
             self._sent = end - self._start
+
+    @property
+    def sent(self) -> str:
+        """The answer's text relayed so far."""
+        return "" if self._start is None else self._text[self._start : self._start + self._sent]
+
+    @property
+    def written(self) -> str:
+        """The answer's text written so far (more than :attr:`sent` while a ``)``
+        may still turn out to end it), up to a later action if one came, without a
+        line that is only the start of one (``\nAct``)."""
+        if self._start is None:
+            return ""
+        if self.complete:
+            return self.sent
+        text = self._text[self._start : self._limit].rstrip()
+        tail = _PARTIAL_ACTION.search(text)
+        return text[: tail.start()].rstrip() if tail else text
 
     def _put(self, text: str) -> None:
         if self._task is None:
@@ -1327,31 +1395,21 @@ class _RelayHandle:
         async for _ in stream:
             pass
 
-    @property
-    def sent(self) -> str:
-        """The answer's text relayed so far."""
-        return "" if self._start is None else self._text[self._start : self._start + self._sent]
-
-    @property
-    def written(self) -> str:
-        """The answer's text written so far (more than :attr:`sent` while a ``)``
-        may still turn out to end it), up to a later action if one came."""
-        if self._start is None or self._done:
-            return self.sent
-        return self._text[self._start :].rstrip()
-
-    async def close(self, final: str | None = None) -> None:
-        """End the relayed message; with ``final``, the answer the joiner decided
-        in code, first relay the rest of it (a chat UI keeps the streamed text, and
-        LangGraph does not send a message again under an id already streamed)."""
+    async def close(self, final: str | None = None) -> str:
+        """End the relayed message and return all the text it carried. With
+        ``final``, the answer kept, first relay what it adds to the text sent (a chat
+        UI keeps what it was sent, and LangGraph does not send a message again under
+        an id it streamed)."""
         if self._task is None:
-            return
+            return ""
         sent = self.sent
         if final is not None and final.startswith(sent) and len(final) > len(sent):
             self._queue.put_nowait(final[len(sent) :])
+            sent = final
         self._queue.put_nowait(None)
         try:
             await self._task
         except asyncio.CancelledError:
             if not self._task.cancelled():
                 raise
+        return sent

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -50,24 +51,29 @@ def then_endless(first: Iterable[str], piece: str) -> Callable[[], Iterator[str]
 
 
 async def ask(reply: Callable[[], Iterable[str]], **options: Any) -> tuple[Any, str]:
-    """The run's final state and the answer text the ``messages`` stream carried."""
+    """The run's final state and its answer; checks that a chat UI on the
+    ``messages`` stream shows exactly that answer under the kept message's id."""
     model = StreamModel(plan=lambda: [PLAN], reply=reply)
     graph = create_llm_compiler(model, [ok], **options).compile()
 
-    async def run() -> tuple[Any, str]:
-        streamed, final = [], {}
+    async def run() -> tuple[Any, dict[str, str]]:
+        shown: defaultdict[str, str] = defaultdict(str)  # what a UI shows, by message id
+        final: Any = {}
         async for mode, chunk in graph.astream(question(), stream_mode=["messages", "values"]):
-            if mode == "messages" and isinstance(chunk[0], AIMessageChunk):
-                streamed.append(chunk[0].content)
+            if mode == "messages":
+                message = chunk[0]
+                if isinstance(message, AIMessageChunk):
+                    shown[str(message.id)] += str(message.content)
+                elif isinstance(message, AIMessage):
+                    shown[str(message.id)] = str(message.content)
             elif mode == "values":
                 final = chunk
-        return final, "".join(streamed)
+        return final, shown
 
-    final, streamed = await asyncio.wait_for(run(), HANG_S)
+    final, shown = await asyncio.wait_for(run(), HANG_S)
     answers = [m for m in final["messages"] if isinstance(m, AIMessage)]
     assert len(answers) == 1 and final["messages"][-1] is answers[0]
-    # What a chat UI shows is what the thread keeps (or nothing was streamed).
-    assert streamed in ("", answers[0].content)
+    assert shown[str(answers[0].id)] == answers[0].content
     return final, str(answers[0].content)
 
 
@@ -178,3 +184,76 @@ async def test_an_answer_that_closed_stands_when_the_time_limit_cuts_the_rest() 
 
     _, answer = await ask(reply, run_timeout=2)
     assert answer == "Germany (by far)"
+
+
+async def test_a_mention_in_the_thought_does_not_beat_the_open_answer() -> None:
+    opening = "Thought: I could say Action: Finish(x) but no\nAction: Finish(The answer (part 1) is"
+    _, answer = await ask(then_endless([opening], " more" * 20))
+    assert answer.startswith("The answer (part 1) is more more") and answer.endswith(CUT)
+
+
+def _then_stall(*pieces: str) -> Callable[[], Iterator[str | float]]:
+    def reply() -> Iterator[str | float]:
+        yield from pieces
+        while True:
+            yield 0.05
+
+    return reply
+
+
+@pytest.mark.parametrize(
+    ("pieces", "expected"),
+    [
+        pytest.param(
+            ["Thought: ok\nAction: Finish(Paris (France) is (big\nAction: Finish(42)"],
+            "42",
+            id="a-later-answer-closed",
+        ),
+        pytest.param(["Thought: ok. Action: Finish(42)"], "42", id="one-line-closed"),
+        pytest.param(
+            ["Thought: ok\nAction: Finish(Paris (France) is\nAction: Replan(x"],
+            "Paris (France) is",
+            id="open-answer-then-open-replan",
+        ),
+        pytest.param(
+            ["Thought: ok\nAction: Finish(Germany (by far) is", "\nAct"],
+            "Germany (by far) is",
+            id="the-next-action-half-written",
+        ),
+    ],
+)
+async def test_the_time_limit_keeps_what_the_model_finished(
+    pieces: list[str], expected: str
+) -> None:
+    _, answer = await ask(_then_stall(*pieces), run_timeout=2)
+    limit = " … [cut: the run's time limit of 2 s was reached]"
+    assert answer in (expected, expected + limit)
+    assert answer == expected if expected == "42" else answer == expected + limit
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        ["Thought: ok\nAction: Finish(\nGermany (by far)\n)"],
+        ["Thought: ok\nAction: Finish(Germany )"],
+        ["Thought: ok\nAction: Finish(", "  ", "Germany", " ", "(by far", ") ", ")"],
+    ],
+)
+async def test_the_streamed_answer_has_no_blanks_the_kept_one_lacks(reply: list[str]) -> None:
+    # ``ask`` checks that what streamed is exactly the kept answer.
+    _, answer = await ask(lambda: reply)
+    assert answer in ("Germany (by far)", "Germany")
+
+
+async def test_an_answer_streamed_then_replanned_does_not_prefix_the_next_one() -> None:
+    # The first reply streams "Paris (France" and then replans: the next round's
+    # answer goes out under an id of its own, so the UI does not show "Paris (Franceok".
+    replies = iter(
+        [
+            lambda: ["Thought: ok\nAction: Finish(Paris (France) is\nAction: Replan(need more)"],
+            lambda: [finish("ok")],
+        ]
+    )
+    final, answer = await ask(lambda: next(replies)())
+    assert answer == "ok"
+    assert [r["action"] for r in final["rounds"]] == ["replan", "finish"]
