@@ -1,5 +1,5 @@
 """Fakes for the robustness tests: a chat model whose planner output is any
-chunk iterator (endless, huge, stalling), helpers to run a blocking call or wait
+chunk iterator (endless, huge, stalling), echo tools, helpers to run a blocking call or wait
 for a condition with a hang-catcher, and the graph's input and results."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.tools import tool
 from pydantic import PrivateAttr
 
 from llmcompiler_graph.testing.scripted import finish
@@ -137,3 +138,21 @@ async def until(predicate: Callable[[], bool]) -> None:
             await asyncio.sleep(0.01)
 
     await asyncio.wait_for(poll(), 60)
+
+
+@tool
+async def ok(x: str) -> str:
+    """Returns its input."""
+    return x
+
+
+@tool
+def ok_sync(x: str) -> str:
+    """Returns its input (sync)."""
+    return x
+
+
+def endless(piece: str) -> Iterator[str]:
+    """``piece`` forever: a model that never stops."""
+    while True:
+        yield piece

@@ -13,9 +13,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
-from fakes import StreamModel, in_thread, question
+from fakes import StreamModel, endless, in_thread, ok, ok_sync, question
 from langchain_core.messages import AIMessage, AIMessageChunk
-from langchain_core.tools import tool
 
 from llmcompiler_graph import create_llm_compiler
 from llmcompiler_graph.joiner import MAX_REPLY_CHARS
@@ -27,23 +26,6 @@ BOUND = f"{MAX_REPLY_CHARS:,} characters"
 CUT = f" … [cut: the joiner's reply passed {BOUND}]"
 NO_ACTION = f"No answer: the joiner model wrote {BOUND} without an Action, so reading stopped."
 FOUND = " Results so far: ok: found it"
-
-
-@tool
-async def ok(x: str) -> str:
-    """Returns its input."""
-    return x
-
-
-@tool
-def ok_sync(x: str) -> str:
-    """Returns its input (sync)."""
-    return x
-
-
-def endless(piece: str) -> Iterator[str]:
-    while True:
-        yield piece
 
 
 def then_endless(first: Iterable[str], piece: str) -> Callable[[], Iterator[str]]:

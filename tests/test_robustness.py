@@ -9,11 +9,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fakes import StreamModel, in_thread, question, results_of, until
+from fakes import StreamModel, endless, in_thread, ok, ok_sync, question, results_of, until
 from langchain_core.messages import AIMessage
 from langchain_core.tools import tool
 
@@ -39,34 +38,17 @@ async def run_graph(model: Any, tools: list[Any], **options: Any) -> dict[str, A
     return out
 
 
-@tool
-async def ok(x: str) -> str:
-    """Returns its input."""
-    return x
-
-
-@tool
-def ok_sync(x: str) -> str:
-    """Returns its input (sync)."""
-    return x
-
-
 # ------------------------------------------------------------ 1. bounded model output
-
-
-def _endless(piece: str) -> Iterator[str]:
-    while True:
-        yield piece
 
 
 @pytest.mark.parametrize(
     "output",
     [
-        pytest.param(lambda: _endless("x" * 1000), id="one-line-never-ends"),
-        pytest.param(lambda: _endless("Thought: still thinking\n"), id="endless-thoughts"),
-        pytest.param(lambda: _endless("\n"), id="endless-blank-lines"),
+        pytest.param(lambda: endless("x" * 1000), id="one-line-never-ends"),
+        pytest.param(lambda: endless("Thought: still thinking\n"), id="endless-thoughts"),
+        pytest.param(lambda: endless("\n"), id="endless-blank-lines"),
         pytest.param(
-            lambda: itertools.chain(['1. ok("a")\n'], _endless("y" * 5000)),
+            lambda: itertools.chain(['1. ok("a")\n'], endless("y" * 5000)),
             id="task-then-endless-line",
         ),
     ],
@@ -80,7 +62,7 @@ async def test_endless_planner_output_ends_the_run(output: Any) -> None:
 
 
 def test_endless_planner_output_ends_a_sync_run() -> None:
-    model = StreamModel(plan=lambda: _endless("Thought: hmm\n"))
+    model = StreamModel(plan=lambda: endless("Thought: hmm\n"))
     graph = create_llm_compiler(model, [ok_sync]).compile()
     out = in_thread(lambda: graph.invoke(question()))
     ends_with_one_answer(out)
