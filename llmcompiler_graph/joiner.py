@@ -1333,8 +1333,11 @@ class _RelayHandle:
             self._start = self._scanned = match.end()
             offset = self._start
         if not self._sent:
-            # Leading blanks are not the answer (they may come in several pieces).
-            start = len(self._text) - len(self._text[self._start :].lstrip())
+            # Leading blanks are not the answer (they may come in several pieces);
+            # the start only moves forward, so each blank is passed once.
+            start = self._start
+            while start < len(self._text) and self._text[start].isspace():
+                start += 1
             if start != self._start:
                 self._start = self._scanned = start
                 self._depth, self._close = 0, -1
