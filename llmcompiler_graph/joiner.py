@@ -179,43 +179,60 @@ class JoinerDecision:
     thought: str
 
 
-def _decisive_action(text: str) -> tuple[re.Match[str], int] | None:
-    """The action that decides (see :func:`parse_joiner_reply`), with where its text
-    ends: at the next action that starts a line, or at the reply's end."""
-    found = list(_LINE_ACTION.finditer(text))
-    spans = [
-        (m, found[i + 1].start() if i + 1 < len(found) else len(text)) for i, m in enumerate(found)
+@dataclass(frozen=True, slots=True)
+class _Action:
+    """An ``Action: Finish(``/``Replan(`` in a reply, and where its text ends: at the
+    next action of its kind of search, or at the reply's end."""
+
+    match: re.Match[str]
+    end: int
+    line_start: bool
+    # Where the ")" that balances its "(" is, from the match's end; None: still open.
+    close: int | None
+
+    @property
+    def kind(self) -> Literal["finish", "replan"]:
+        return _kind(self.match)
+
+    @property
+    def text(self) -> str:
+        return self.match.string[self.match.end() : self.end]
+
+
+def _kind(match: re.Match[str]) -> Literal["finish", "replan"]:
+    return "finish" if match.group(1).lower() == "finish" else "replan"
+
+
+def _actions(text: str, pattern: re.Pattern[str]) -> list[_Action]:
+    """Every action ``pattern`` finds, each ending where the next one starts."""
+    found = list(pattern.finditer(text))
+    ends = [m.start() for m in found[1:]] + [len(text)] if found else []
+    return [
+        _Action(m, end, pattern is _LINE_ACTION, closing_paren(text[m.end() : end]))
+        for m, end in zip(found, ends, strict=True)
     ]
-    finishes = [(m, end) for m, end in spans if m.group(1).lower() == "finish"]
-    closed = [(m, end) for m, end in finishes if closing_paren(text[m.end() : end]) is not None]
-    replans = [(m, end) for m, end in spans if m.group(1).lower() == "replan"]
+
+
+def _decisive_action(text: str) -> _Action | None:
+    """The action that decides (see :func:`parse_joiner_reply`)."""
+    spans = _actions(text, _LINE_ACTION)
+    finishes = [a for a in spans if a.kind == "finish"]
+    closed = [a for a in finishes if a.close is not None]
+    replans = [a for a in spans if a.kind == "replan"]
     chosen = next(iter(closed or replans or finishes), None)
     if chosen is None and (anywhere := list(_ACTION.finditer(text))):
-        chosen = anywhere[-1], len(text)
+        last = anywhere[-1]
+        chosen = _Action(last, len(text), False, closing_paren(text[last.end() :]))
     return chosen
-
-
-def _closed_decision(text: str) -> bool:
-    """Whether the action that decides ``text`` (see :func:`parse_joiner_reply`) has
-    closed its parenthesis: the model finished writing it."""
-    chosen = _decisive_action(text)
-    return chosen is not None and closing_paren(text[chosen[0].end() : chosen[1]]) is not None
 
 
 def _last_closed_action(text: str) -> JoinerDecision | None:
     """The last ``Action: Finish(…)``/``Replan(…)`` anywhere in ``text`` whose
     parenthesis closes before the next action, with its content; ``None`` if none."""
-    found = list(_ACTION.finditer(text))
-    for i in range(len(found) - 1, -1, -1):
-        action = found[i]
-        end = found[i + 1].start() if i + 1 < len(found) else len(text)
-        close = closing_paren(text[action.end() : end])
-        content = text[action.end() : action.end() + close].strip() if close is not None else ""
+    for action in reversed(_actions(text, _ACTION)):
+        content = action.text[: action.close].strip() if action.close is not None else ""
         if content:
-            kind: Literal["finish", "replan"] = (
-                "finish" if action.group(1).lower() == "finish" else "replan"
-            )
-            return JoinerDecision(kind, content, "")
+            return JoinerDecision(action.kind, content, "")
     return None
 
 
@@ -268,30 +285,25 @@ def parse_joiner_reply(text: str) -> JoinerDecision:
         >>> parse_joiner_reply("Thought: ok\\nAction: Finish(Star Wars (film))").content
         'Star Wars (film)'
     """
+    return _decide(text, _decisive_action(text))
+
+
+def _decide(text: str, chosen: _Action | None) -> JoinerDecision:
+    """:func:`parse_joiner_reply` once its deciding action is known."""
     thought_match = _THOUGHT.search(text)
     thought = thought_match.group(1).strip() if thought_match else ""
-    chosen = _decisive_action(text)
     if chosen is not None:
-        action, end = chosen
-        rest = text[action.end() : end]
+        rest = chosen.text
         # The answer ends at the ")" that balances "Action: Finish(" (so Star Wars
         # (film) survives, and text a model runs on with after it is not the answer);
         # with unbalanced parentheses, at the last ")".
-        close = closing_paren(rest)
-        if close is None:
-            close = rest.rfind(")")
+        close = chosen.close if chosen.close is not None else rest.rfind(")")
         content = (rest[:close] if close >= 0 else rest).strip()
-        kind: Literal["finish", "replan"] = (
-            "finish" if action.group(1).lower() == "finish" else "replan"
-        )
-        return JoinerDecision(kind, content, thought)
+        return JoinerDecision(chosen.kind, content, thought)
     loose = list(_ACTION_NO_PAREN.finditer(text))
     if loose:
         last = loose[-1]
-        loose_kind: Literal["finish", "replan"] = (
-            "finish" if last.group(1).lower() == "finish" else "replan"
-        )
-        return JoinerDecision(loose_kind, last.group(2).strip(), thought)
+        return JoinerDecision(_kind(last), last.group(2).strip(), thought)
     # No action at all: the reply is the answer (minus a leading Thought label).
     answer = text.strip()
     if thought_match and thought_match.start() == text.find("Thought"):
@@ -537,7 +549,10 @@ class Joiner:
         except _OutOfTime:
             # An action the model finished (an answer that had closed, with only the
             # drain cut short) stands; else what the time limit left.
-            if not _closed_decision("".join(text)):
+            chosen = _decisive_action(reply := "".join(text))
+            if chosen is not None and chosen.close is not None:
+                decided = _decide(reply, chosen)
+            else:
                 answer = self._out_of_time(state, relay.written)
                 decided, shown = _finish(answer), f"Action: Finish({answer})"
         except BaseException:
@@ -560,22 +575,19 @@ class Joiner:
         that only mentions an action, an empty answer) gives no answer.
         """
         marker = f" … [cut: the joiner's reply passed {bound}]"
-        if _closed_decision(reply):
-            return parse_joiner_reply(reply)
         chosen = _decisive_action(reply)
-        line_start = chosen is not None and chosen[0].re is _LINE_ACTION
-        closed = None if line_start else _last_closed_action(reply)
-        if closed is not None:
-            return closed
-        if chosen is not None and line_start:
-            action, end = chosen
-            content = reply[action.end() : end].strip()
-            thought_match = _THOUGHT.search(reply, 0, action.start())
+        if chosen is not None and chosen.close is not None:
+            return _decide(reply, chosen)
+        if chosen is None or not chosen.line_start:
+            closed = _last_closed_action(reply)
+            if closed is not None:
+                return closed
+        elif content := chosen.text.strip():
+            thought_match = _THOUGHT.search(reply, 0, chosen.match.start())
             thought = thought_match.group(1).strip() if thought_match else ""
-            if content and action.group(1).lower() == "finish":
+            if chosen.kind == "finish":
                 return JoinerDecision("finish", content + marker, thought)
-            if content:
-                return JoinerDecision("replan", content[:MAX_CUT_REASON_CHARS] + marker, thought)
+            return JoinerDecision("replan", content[:MAX_CUT_REASON_CHARS] + marker, thought)
         return _finish(
             self._no_answer(
                 state, f"the joiner model wrote {bound} without an Action, so reading stopped"
@@ -1341,8 +1353,8 @@ class _RelayHandle:
             if start != self._start:
                 self._start = self._scanned = start
                 self._depth, self._close = 0, -1
-        # A second action ends what is relayed (the final message, parsed from the
-        # whole reply, replaces the streamed text anyway).
+        # A second action ends what is relayed: the kept answer, decided from the
+        # whole reply, goes out under a new id when it does not start with it.
         limit = len(self._text)
         later = _ANY_ACTION.search(self._text, max(self._start, offset - 16))
         if later is not None:
